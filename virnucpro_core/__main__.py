@@ -1,0 +1,3 @@
+from virnucpro_core.cli import main
+
+main()

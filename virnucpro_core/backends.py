@@ -1,0 +1,125 @@
+"""Value types of the embedding-backend contract.
+
+A backend is data (:class:`Backend`): its name as ``family=version``, the modality it
+embeds, its output width and a *lazy* factory. Nothing heavy is imported until the
+factory runs, so listing backends stays fast. The factory receives
+:class:`EmbedderOptions` and returns an object following the :class:`Embedder`
+protocol.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+Modality = Literal["protein", "nucleotide"]
+MODALITIES: tuple[str, ...] = ("protein", "nucleotide")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class EmbedderOptions:
+    """What the core asks of a backend when it builds an embedder.
+
+    ``model`` is a model name the backend knows or a local path; ``None`` means the
+    backend's ``default_model``. ``device`` is already resolved (``cpu``, ``cuda:1``),
+    never ``auto``. ``batch_tokens``/``batch_size`` of ``None`` mean the backend's own
+    default. ``max_length`` bounds how many residues/bases are pooled (``None``: the
+    backend's documented default).
+    """
+
+    model: str | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch_tokens: int | None = None
+    batch_size: int | None = None
+    revision: str | None = None
+    max_length: int | None = None
+    show_progress: bool = False
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A loaded model that turns sequences into fixed-width vectors.
+
+    ``embed`` returns a float32 array of shape ``(len(sequences), dim)`` whose row
+    ``i`` belongs to ``sequences[i]``, whatever order the backend batches in.
+    ``dim`` is the width of the loaded model (``Backend.dim`` is that of the default
+    model; a smaller ESM-2 gives fewer columns). ``model_id`` names what was loaded
+    (a model name or a path) for manifests and file attributes.
+    ``progress(n)`` may be called with the number of sequences finished since the last
+    call, so the core can drive one progress bar over the whole input.
+    """
+
+    model_id: str
+    dim: int
+
+    def embed(
+        self, sequences: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+def always_available() -> str | None:
+    """Availability check of a backend that runs anywhere (CPU included)."""
+    return None
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One installable embedding backend, keyed by ``(family, version)``.
+
+    ``check_available`` returns ``None`` when the backend can run here, else a short
+    reason ("needs CUDA", "pip install flash-attn") shown by ``virnucpro backends``.
+    ``package``/``package_version`` are filled in by the registry from the entry
+    point that registered the backend; plugins leave them empty.
+    """
+
+    family: str
+    version: str
+    modality: Modality
+    dim: int
+    factory: Callable[[EmbedderOptions], Embedder]
+    description: str = ""
+    default_model: str | None = None
+    requires: tuple[str, ...] = ()
+    check_available: Callable[[], str | None] = always_available
+    package: str = ""
+    package_version: str = ""
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.family):
+            raise ValueError(f"backend family {self.family!r}: use lower-case letters, digits and _")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", self.version):
+            raise ValueError(f"backend version {self.version!r}: use e.g. 'v1'")
+        if self.modality not in MODALITIES:
+            raise ValueError(f"backend {self.family}={self.version}: modality must be one of {MODALITIES}")
+        if self.dim <= 0:
+            raise ValueError(f"backend {self.family}={self.version}: dim must be positive")
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}={self.version}"
+
+    def unavailable_reason(self) -> str | None:
+        """Why this backend cannot run here, or ``None``; a crashing check is a reason too."""
+        try:
+            return self.check_available()
+        except Exception as exc:  # a plugin's check must not take the listing down
+            return f"availability check failed: {exc}"
+
+    def describe(self) -> str:
+        """``esm2=v1 (virnucpro-esm2-v1 0.1.0)``, as logged and written to manifests."""
+        pkg = f"{self.package} {self.package_version}".strip()
+        return f"{self.key} ({pkg})" if pkg else self.key
+
+
+def version_sort_key(version: str) -> tuple:
+    """Order ``v1 < v2 < v10``; non-numeric versions sort before numeric ones."""
+    parts = re.findall(r"\d+|[a-z]+", version.lower())
+    return tuple((1, int(p)) if p.isdigit() else (0, p) for p in parts if p != "v")

@@ -1,0 +1,1 @@
+"""Embedding file formats. Each format is registered through ``register_formats``."""
