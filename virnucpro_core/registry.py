@@ -139,11 +139,11 @@ class Registry:
         """Call a hook plugin by plugin, so one failure skips only that plugin.
 
         Returns what each plugin registered, attributed to its package. Hook
-        implementations run in registration order (pluggy's own order is reversed).
+        implementations run in registration order (``get_hookimpls`` order; pluggy's own calls run LIFO).
         """
         caller = getattr(self.pm.hook, hook_name)
         results: list[tuple[PluginInfo, list[Any]]] = []
-        for impl in reversed(caller.get_hookimpls()):
+        for impl in caller.get_hookimpls():
             info = self.plugins.get(impl.plugin_name, PluginInfo(impl.plugin_name, "", ""))
             collected: list[Any] = []
             kwargs = make_kwargs(collected)
@@ -202,7 +202,7 @@ class Registry:
 
     def register_commands(self, cli: Any) -> None:
         """Let plugins add subcommands; a name clash keeps the existing command."""
-        for impl in reversed(self.pm.hook.register_commands.get_hookimpls()):
+        for impl in self.pm.hook.register_commands.get_hookimpls():
             info = self.plugins.get(impl.plugin_name, PluginInfo(impl.plugin_name, "", ""))
             before = dict(cli.commands)
             try:

@@ -1,0 +1,177 @@
+"""The embed stage: FASTA in, one embeddings file out, rows in input order.
+
+Work is cut into *parts* of ``checkpoint_every`` sequences. Each part is written to its
+own HDF5 file (ids and embeddings together, atomically), so an interrupted run resumes
+from the last finished part; a part whose ids do not match the input is recomputed,
+never dropped. When all parts exist they are streamed into the output file in the
+requested format and the parts are removed. Counts are checked at every step: every
+input record gives exactly one output row.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from virnucpro_core.backends import Backend, Embedder, EmbedderOptions
+from virnucpro_core.errors import InputError, VirnucproError
+from virnucpro_core.formats.base import EmbeddingFormat, EmbeddingMeta
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    path: Path
+    sequences: int
+    dim: int
+    model: str
+    parts_computed: int
+    parts_reused: int
+    seconds: float
+
+    def counts(self) -> dict[str, int | float | str]:
+        return {
+            "sequences": self.sequences,
+            "dim": self.dim,
+            "model": self.model,
+            "parts_computed": self.parts_computed,
+            "parts_reused": self.parts_reused,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def count_fasta_records(path: Path) -> int:
+    """Number of records in a FASTA file, by counting header lines (cheap, streaming)."""
+    count = 0
+    with open(path, "rb") as handle:
+        for line in handle:
+            if line.startswith(b">"):
+                count += 1
+    return count
+
+
+def _groups(path: Path, size: int) -> Iterator[list[tuple[str, str]]]:
+    from virnucpro_core.seqio import iter_fasta
+
+    records = iter_fasta(path)
+    while group := list(itertools.islice(records, size)):
+        yield group
+
+
+def _check_output(array: np.ndarray, ids: list[str], embedder: Embedder, backend: Backend) -> np.ndarray:
+    if not isinstance(array, np.ndarray) or array.shape != (len(ids), embedder.dim):
+        shape = getattr(array, "shape", type(array).__name__)
+        raise VirnucproError(
+            f"backend {backend.describe()} returned {shape} for {len(ids)} sequences of width {embedder.dim}; "
+            "this is a bug in the backend, please report it"
+        )
+    array = np.asarray(array, dtype=np.float32)
+    bad = ~np.isfinite(array).all(axis=1)
+    if bad.any():
+        first = ids[int(np.flatnonzero(bad)[0])]
+        raise VirnucproError(
+            f"backend {backend.describe()} produced NaN/inf for {int(bad.sum())} sequence(s), first {first!r}; "
+            "try --precision fp32"
+        )
+    return array
+
+
+def embed_fasta(
+    fasta: Path,
+    out: Path,
+    backend: Backend,
+    options: EmbedderOptions,
+    *,
+    fmt: EmbeddingFormat,
+    parts_dir: Path,
+    checkpoint_every: int = 10_000,
+    resume: bool = False,
+    progress: bool = False,
+) -> EmbedResult:
+    """Embed every record of ``fasta`` with ``backend`` into ``out`` (format ``fmt``)."""
+    from tqdm import tqdm
+
+    from virnucpro_core.formats.hdf5 import Hdf5Reader, Hdf5Writer
+
+    start = time.monotonic()
+    total = count_fasta_records(fasta)
+    if not resume and parts_dir.exists():
+        shutil.rmtree(parts_dir)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+
+    embedder: Embedder | None = None
+    seen: set[str] = set()
+    computed = reused = done = 0
+    dim = model = None
+    part_paths: list[Path] = []
+    bar = tqdm(total=total, unit="seq", desc=f"embed {backend.key}", disable=not progress, leave=False)
+    try:
+        for index, group in enumerate(_groups(fasta, checkpoint_every)):
+            ids = [record_id for record_id, _ in group]
+            for record_id in ids:
+                if record_id in seen:
+                    raise InputError(f"{fasta}: duplicate record id {record_id!r}; every sequence needs a unique id")
+                seen.add(record_id)
+            part = parts_dir / f"part-{index:06d}.h5"
+            part_paths.append(part)
+            if part.exists():
+                with Hdf5Reader(part) as reader:
+                    if reader.ids() == ids and (dim is None or reader.meta.dim == dim):
+                        dim, model = reader.meta.dim, reader.meta.model
+                        reused += 1
+                        done += len(ids)
+                        bar.update(len(ids))
+                        continue
+                log.warning("checkpoint %s does not match the input; recomputing it", part)
+            if embedder is None:
+                log.info("loading %s (model %s) on %s, %s", backend.describe(), options.model or backend.default_model, options.device, options.precision)
+                embedder = backend.factory(options)
+                if dim is not None and embedder.dim != dim:
+                    raise VirnucproError(f"{parts_dir}: checkpoints have width {dim} but the model gives {embedder.dim}; use --force-resume")
+                dim, model = embedder.dim, embedder.model_id
+            reported = 0
+
+            def on_progress(n: int) -> None:
+                nonlocal reported
+                reported += n
+                bar.update(n)
+
+            array = embedder.embed([seq for _, seq in group], progress=on_progress)
+            array = _check_output(array, ids, embedder, backend)
+            bar.update(max(0, len(ids) - reported))
+            meta = EmbeddingMeta(dim=dim, modality=backend.modality, backend=backend.family, version=backend.version,
+                                 package_version=backend.package_version, model=str(model))
+            with Hdf5Writer(part, meta) as writer:
+                writer.write(ids, array)
+            computed += 1
+            done += len(ids)
+    finally:
+        bar.close()
+        if embedder is not None:
+            embedder.close()
+
+    if done != total:
+        raise VirnucproError(f"{fasta}: read {done} records but counted {total}; the file changed while running?")
+    if dim is None:  # no records at all
+        dim, model = backend.dim, options.model or backend.default_model or ""
+    meta = EmbeddingMeta(dim=dim, modality=backend.modality, backend=backend.family, version=backend.version,
+                         package_version=backend.package_version, model=str(model))
+    written = 0
+    with fmt.open_writer(out, meta) as writer:
+        for part in part_paths:
+            with Hdf5Reader(part) as reader:
+                for batch_ids, batch in reader.iter_batches():
+                    writer.write(batch_ids, batch)
+                    written += len(batch_ids)
+    if written != total:
+        raise VirnucproError(f"{out}: wrote {written} rows for {total} input records; this is a bug, please report it")
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    return EmbedResult(out, total, int(dim), str(model), computed, reused, time.monotonic() - start)

@@ -1,0 +1,270 @@
+"""The HDF5 embeddings format: the default, because it streams both ways.
+
+Layout (``format_version`` 1)::
+
+    /ids          variable-length UTF-8 strings, shape (N,)
+    /embeddings   float32, shape (N, dim), chunked and resizable along N
+    attributes    format_version, created_by ("virnucpro <version>"), modality, dim,
+                  backend, version, package_version, model, extra (JSON object)
+
+IDs and embeddings live in one file so they can never drift apart, and a file exists
+under its final name only once complete: :class:`Hdf5Writer` writes to a temporary
+name beside the target and :meth:`Hdf5Writer.commit` flushes, fsyncs and renames it.
+A reader therefore never has to guess whether a file is partial; anything it cannot
+read is refused with one line naming the file and what is wrong.
+
+h5py is imported inside the functions so that importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from virnucpro_core.atomic import fsync_path, temp_path_for
+from virnucpro_core.errors import InputError, VirnucproError
+from virnucpro_core.formats.base import EmbeddingMeta
+from virnucpro_core.formats.checks import check_batch
+
+FORMAT_VERSION = 1
+IDS = "ids"
+EMBEDDINGS = "embeddings"
+#: Target size of one chunk of the embeddings dataset; whole rows per chunk.
+CHUNK_BYTES = 1 << 20
+#: Chunk cache of a reader, so random ``read_rows`` does not re-read chunks.
+READ_CACHE_BYTES = 64 << 20
+
+_META_ATTRS = ("backend", "version", "package_version", "model")
+
+
+def _created_by() -> str:
+    from virnucpro_core import __version__
+
+    return f"virnucpro {__version__}"
+
+
+def chunk_rows(dim: int) -> int:
+    """Rows per chunk: about :data:`CHUNK_BYTES`, at least one row."""
+    return max(1, CHUNK_BYTES // (4 * max(dim, 1)))
+
+
+class Hdf5Writer:
+    """Stream ``(ids, rows)`` batches into a new HDF5 file.
+
+    Use as a context manager: a clean exit commits, an exception aborts (the
+    temporary file is deleted and an existing file at ``path`` is left untouched).
+    Rows are checked by :func:`~virnucpro_core.formats.checks.check_batch`: wrong
+    width, ID/row count mismatch and NaN/inf (naming the first bad ID) are refused.
+    """
+
+    def __init__(self, path: str | Path, meta: EmbeddingMeta) -> None:
+        import h5py
+
+        self.path = Path(path)
+        self.meta = meta
+        if meta.dim < 1:
+            raise VirnucproError(f"{self.path}: cannot write {meta.dim}-dim embeddings; dim must be at least 1")
+        try:
+            self._tmp = temp_path_for(self.path)
+        except OSError as exc:
+            raise VirnucproError(f"cannot create {self.path}: {exc.strerror or exc}; check that the folder exists and is writable") from None
+        self.rows = 0
+        self._done = False
+        try:
+            self._file = h5py.File(self._tmp, "w")
+            self._ids = self._file.create_dataset(
+                IDS, shape=(0,), maxshape=(None,), dtype=h5py.string_dtype("utf-8"), chunks=(chunk_rows(64),)
+            )
+            self._emb = self._file.create_dataset(
+                EMBEDDINGS, shape=(0, meta.dim), maxshape=(None, meta.dim), dtype=np.float32,
+                chunks=(chunk_rows(meta.dim), meta.dim),
+            )
+            attrs = self._file.attrs
+            attrs["format_version"] = FORMAT_VERSION
+            attrs["created_by"] = _created_by()
+            attrs["modality"] = meta.modality
+            attrs["dim"] = int(meta.dim)
+            for name in _META_ATTRS:
+                attrs[name] = str(getattr(meta, name))
+            attrs["extra"] = json.dumps(dict(meta.extra), sort_keys=True)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, ids: Sequence[str], embeddings: np.ndarray) -> None:
+        """Append one batch; row ``i`` belongs to ``ids[i]``."""
+        if self._done:
+            raise VirnucproError(f"{self.path}: writer is already closed")
+        ids, array = check_batch(self.path, self.meta.dim, ids, embeddings)
+        n = len(ids)
+        if n == 0:
+            return
+        start, stop = self.rows, self.rows + n
+        self._ids.resize((stop,))
+        self._emb.resize((stop, self.meta.dim))
+        self._ids[start:stop] = np.array(ids, dtype=object)
+        self._emb[start:stop] = array
+        self.rows = stop
+
+    def commit(self) -> None:
+        """Close, fsync and rename the temporary file to ``path``."""
+        if self._done:
+            return
+        try:
+            self._file.close()
+            fsync_path(self._tmp)
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+
+    def abort(self) -> None:
+        """Close and delete the temporary file; ``path`` is not touched."""
+        if self._done:
+            return
+        self._done = True
+        file = getattr(self, "_file", None)
+        if file is not None:
+            with contextlib.suppress(Exception):
+                file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._tmp.unlink()
+
+    def __enter__(self) -> "Hdf5Writer":
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class Hdf5Reader:
+    """Read an HDF5 embeddings file written by :class:`Hdf5Writer`.
+
+    Opening checks the layout (both datasets, matching lengths, float rows as wide as
+    the ``dim`` attribute, a known ``format_version``) so later reads cannot fail
+    half-way for a reason that was visible up front.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        import h5py
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputError(f"{self.path}: no such embeddings file")
+        try:
+            self._file = h5py.File(self.path, "r", rdcc_nbytes=READ_CACHE_BYTES)
+        except OSError:
+            raise InputError(
+                f"{self.path}: cannot be read as HDF5 (truncated, still being written, or not an HDF5 file); "
+                "recreate it with the command that made it"
+            ) from None
+        try:
+            self._ids, self._emb, self.meta = self._check()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _check(self) -> tuple[Any, Any, EmbeddingMeta]:
+        import h5py
+
+        f = self._file
+        missing = [name for name in (IDS, EMBEDDINGS) if not isinstance(f.get(name), h5py.Dataset)]
+        if missing:
+            names = " and ".join(repr(m) for m in missing)
+            raise InputError(f"{self.path}: not a VirNucPro embeddings file (no {names} dataset)")
+        ids, emb = f[IDS], f[EMBEDDINGS]
+        attrs = f.attrs
+        version = attrs.get("format_version")
+        if version is None:
+            raise InputError(f"{self.path}: not a VirNucPro embeddings file (no 'format_version' attribute)")
+        if int(version) > FORMAT_VERSION:
+            raise InputError(
+                f"{self.path}: format_version {int(version)} is newer than this virnucpro reads ({FORMAT_VERSION}); upgrade virnucpro"
+            )
+        if emb.ndim != 2 or emb.dtype.kind != "f":
+            raise InputError(f"{self.path}: 'embeddings' must be a 2-D float dataset, found shape {emb.shape} dtype {emb.dtype}")
+        if ids.ndim != 1 or h5py.check_string_dtype(ids.dtype) is None:
+            raise InputError(f"{self.path}: 'ids' must be a 1-D string dataset, found shape {ids.shape} dtype {ids.dtype}")
+        if ids.shape[0] != emb.shape[0]:
+            raise InputError(f"{self.path}: {ids.shape[0]} IDs but {emb.shape[0]} embedding rows; the file is damaged, recreate it")
+        dim = int(attrs.get("dim", emb.shape[1]))
+        if dim != emb.shape[1]:
+            raise InputError(f"{self.path}: attribute dim={dim} but the embeddings are {emb.shape[1]} wide; the file is damaged")
+        modality = _text(attrs.get("modality", ""))
+        if not modality:
+            raise InputError(f"{self.path}: not a VirNucPro embeddings file (no 'modality' attribute)")
+        try:
+            extra = json.loads(_text(attrs.get("extra", "{}")) or "{}")
+        except ValueError:
+            raise InputError(f"{self.path}: attribute 'extra' is not valid JSON; the file is damaged") from None
+        meta = EmbeddingMeta(
+            dim=dim,
+            modality=modality,
+            extra={str(k): str(v) for k, v in dict(extra).items()},
+            **{name: _text(attrs.get(name, "")) for name in _META_ATTRS},
+        )
+        return ids.asstr(), emb, meta
+
+    def __len__(self) -> int:
+        return int(self._emb.shape[0])
+
+    def ids(self) -> list[str]:
+        return list(self._ids[:]) if len(self) else []
+
+    def iter_batches(self, batch_size: int = 4096) -> Iterator[tuple[list[str], np.ndarray]]:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        for start in range(0, len(self), batch_size):
+            stop = min(start + batch_size, len(self))
+            yield list(self._ids[start:stop]), self._emb[start:stop].astype(np.float32, copy=False)
+
+    def read_rows(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Rows by index in the order given; repeats allowed.
+
+        h5py's fancy indexing wants increasing unique indices, so the request is
+        sorted and deduplicated, read, then put back in the caller's order. A dense
+        request (the usual case: both inputs of a merge in the same order) is read as
+        one contiguous slice, which is much faster than a point selection.
+        """
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        dim = self.meta.dim
+        if rows.size == 0:
+            return np.empty((0, dim), dtype=np.float32)
+        n = len(self)
+        if rows.min() < 0 or rows.max() >= n:
+            bad = int(rows[(rows < 0) | (rows >= n)][0])
+            raise IndexError(f"{self.path}: row {bad} is out of range (the file has {n} rows)")
+        unique, inverse = np.unique(rows, return_inverse=True)
+        first, last = int(unique[0]), int(unique[-1])
+        span = last - first + 1
+        if span <= 2 * unique.size + 1024:
+            block = self._emb[first : last + 1]
+            picked = block if span == unique.size else block[unique - first]
+        else:
+            picked = self._emb[unique]
+        return np.ascontiguousarray(picked[inverse], dtype=np.float32)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._file.close()
+
+    def __enter__(self) -> "Hdf5Reader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return "" if value is None else str(value)

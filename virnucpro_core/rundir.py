@@ -1,0 +1,284 @@
+"""Run directories: the lock, the manifest (``run.json``) and the stage runner.
+
+The filesystem is the truth. A stage counts as done only when the manifest says so
+*and* its outputs exist; the manifest itself and every output are written atomically.
+The manifest fingerprints what determines the results (inputs by size and checksum,
+parameters, backends, models, precision); ``--resume`` continues only a run whose
+fingerprint matches and names what differs otherwise; ``--force-resume`` discards
+the previous run's outputs and starts again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from virnucpro_core import __version__
+from virnucpro_core.atomic import write_json_atomic
+from virnucpro_core.errors import ConfigError, RunLockedError, VirnucproError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "run.json"
+LOCK = ".virnucpro.lock"
+CHECKPOINTS = "checkpoints"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def sha256_file(path: Path, block: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe_input(path: str | Path) -> dict[str, Any]:
+    """Path, size and sha256 of an input file (``-`` is stdin and cannot be fingerprinted)."""
+    if str(path) == "-":
+        return {"path": "-", "size": None, "sha256": None}
+    p = Path(path)
+    try:
+        return {"path": str(p.resolve()), "size": p.stat().st_size, "sha256": sha256_file(p)}
+    except FileNotFoundError:
+        raise VirnucproError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise VirnucproError(f"{path}: is a directory, expected a file") from None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
+
+
+@contextlib.contextmanager
+def run_lock(outdir: Path) -> Iterator[None]:
+    """Hold ``OUTDIR/.virnucpro.lock`` for the duration; recover the lock of a dead process."""
+    lock = outdir / LOCK
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(lock.read_text() or "{}")
+            except (OSError, ValueError):
+                holder = {}
+            pid, host = holder.get("pid"), holder.get("host")
+            if host == me["host"] and isinstance(pid, int) and not _pid_alive(pid):
+                log.warning("removing stale lock of dead process %s in %s", pid, outdir)
+                with contextlib.suppress(FileNotFoundError):
+                    lock.unlink()
+                continue
+            raise RunLockedError(
+                f"{outdir} is in use by process {pid} on {host} since {holder.get('since', '?')}; "
+                f"wait for it or choose another -o (if that run is gone, delete {lock})"
+            ) from None
+        with os.fdopen(fd, "w") as handle:
+            json.dump(me, handle)
+        break
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+
+
+def fingerprint(identity: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    diffs: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            diffs.extend(_differences(a, b, name + "."))
+        elif a != b:
+            diffs.append(f"{name}: {a!r} -> {b!r}")
+    return diffs
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a run: its outputs (relative to OUTDIR) and a function that makes them.
+
+    ``run`` returns counts (``{"frames": 123}``), which go into the manifest.
+    """
+
+    name: str
+    outputs: Sequence[Path]
+    run: Callable[[], Mapping[str, Any]]
+
+
+@dataclass
+class Run:
+    """An open run directory: locked, with its manifest loaded or created.
+
+    ``identity`` is what must match for ``--resume`` (inputs, parameters, backends,
+    models). ``info`` is recorded but may change between attempts (runtime settings).
+    """
+
+    outdir: Path
+    command: str
+    identity: Mapping[str, Any]
+    info: Mapping[str, Any] = field(default_factory=dict)
+    resume: bool = False
+    force_resume: bool = False
+    manifest: dict[str, Any] = field(default_factory=dict)
+    resumed: bool = False
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.outdir / MANIFEST
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.outdir / CHECKPOINTS
+
+    def open(self) -> None:
+        previous = self._read_manifest()
+        new_print = fingerprint(self.identity)
+        if previous is not None:
+            if self.force_resume:
+                log.info("--force-resume: discarding the previous run in %s", self.outdir)
+                self._discard(previous)
+                previous = None
+            elif self.resume:
+                if previous.get("fingerprint") != new_print:
+                    diffs = _differences(previous.get("identity", {}), dict(self.identity))
+                    raise ConfigError(
+                        f"{self.outdir} holds a run with different settings ({'; '.join(diffs[:4]) or 'unknown differences'}); "
+                        "use --force-resume to discard it or choose another -o"
+                    )
+                self.resumed = True
+            else:
+                done = [n for n, s in previous.get("stages", {}).items() if s.get("status") == "done"]
+                raise ConfigError(
+                    f"{self.outdir} already holds a {previous.get('command', 'virnucpro')} run"
+                    f" (stages done: {', '.join(done) or 'none'}); use --resume to continue it, "
+                    "--force-resume to start over, or choose another -o"
+                )
+        elif self.resume:
+            log.info("--resume: no previous run in %s, starting a new one", self.outdir)
+        if self.resumed and previous is not None:
+            self.manifest = previous
+            self.manifest["attempts"] = int(previous.get("attempts", 1)) + 1
+        else:
+            self.manifest = {
+                "virnucpro_version": __version__,
+                "command": self.command,
+                "created": _now(),
+                "fingerprint": new_print,
+                "identity": dict(self.identity),
+                "stages": {},
+                "attempts": 1,
+            }
+        self.manifest["info"] = dict(self.info)
+        self.manifest["status"] = "running"
+        self.save()
+
+    def _read_manifest(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            raise ConfigError(f"{self.manifest_path}: damaged manifest; use --force-resume to start over") from None
+
+    def _discard(self, previous: Mapping[str, Any]) -> None:
+        for stage in previous.get("stages", {}).values():
+            for rel in stage.get("outputs", []):
+                target = self.outdir / rel
+                if target.is_dir():
+                    shutil.rmtree(target)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        target.unlink()
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.manifest_path.unlink()
+
+    def save(self) -> None:
+        self.manifest["updated"] = _now()
+        write_json_atomic(self.manifest_path, self.manifest)
+
+    def stage_done(self, name: str) -> bool:
+        entry = self.manifest.get("stages", {}).get(name)
+        if not entry or entry.get("status") != "done":
+            return False
+        return all((self.outdir / rel).exists() for rel in entry.get("outputs", []))
+
+    def counts(self, name: str) -> Mapping[str, Any]:
+        return self.manifest.get("stages", {}).get(name, {}).get("counts", {})
+
+    def run_stage(self, stage: Stage) -> Mapping[str, Any]:
+        """Run ``stage`` unless a resumed run already finished it; record status and counts."""
+        if self.resumed and self.stage_done(stage.name):
+            log.info("stage %s: done in a previous attempt, skipped", stage.name)
+            return self.counts(stage.name)
+        rel_outputs = [str(Path(p).relative_to(self.outdir)) if Path(p).is_absolute() else str(p) for p in stage.outputs]
+        entry = {"status": "running", "started": _now(), "outputs": rel_outputs}
+        self.manifest.setdefault("stages", {})[stage.name] = entry
+        self.save()
+        start = time.monotonic()
+        try:
+            counts = dict(stage.run())
+        except BaseException as exc:
+            entry.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500], seconds=round(time.monotonic() - start, 3))
+            self.save()
+            raise
+        entry.update(status="done", finished=_now(), seconds=round(time.monotonic() - start, 3), counts=counts)
+        self.save()
+        return counts
+
+    def finish(self, status: str = "done", **extra: Any) -> None:
+        self.manifest["status"] = status
+        self.manifest.update(extra)
+        self.save()
+
+
+@contextlib.contextmanager
+def open_run(
+    outdir: Path,
+    command: str,
+    identity: Mapping[str, Any],
+    *,
+    info: Mapping[str, Any] | None = None,
+    resume: bool = False,
+    force_resume: bool = False,
+) -> Iterator[Run]:
+    """Create/lock ``outdir`` and yield a :class:`Run`; the manifest records failure too."""
+    outdir = Path(outdir)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VirnucproError(f"{outdir}: cannot create the output directory ({exc.strerror})") from None
+    with run_lock(outdir):
+        run = Run(outdir, command, identity, dict(info or {}), resume=resume, force_resume=force_resume)
+        run.open()
+        try:
+            yield run
+        except BaseException as exc:
+            run.finish("failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            raise
+        if run.manifest.get("status") == "running":
+            run.finish("done")

@@ -1,0 +1,94 @@
+"""How a run executes, as opposed to what it computes.
+
+:class:`RuntimeConfig` holds devices, precision, batch budgets, threads and
+checkpointing. It is built from CLI flags over an optional TOML file (``--config``,
+table ``[runtime]``), and it is recorded in the run manifest but *not* fingerprinted,
+except for ``precision`` (which changes results): a run may resume on another device
+or with another batch size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from virnucpro_core.backends import PRECISIONS, EmbedderOptions
+from virnucpro_core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_tokens: int | None = None
+    batch_size: int | None = None
+    threads: int | None = None
+    workers: int = 0
+    checkpoint_every: int = 10_000
+    resume: bool = False
+    force_resume: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        for name in ("batch_tokens", "batch_size", "threads"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be a positive number, got {value}")
+        if self.checkpoint_every <= 0:
+            raise ConfigError(f"checkpoint-every must be positive, got {self.checkpoint_every}")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        if self.resume and self.force_resume:
+            raise ConfigError("--resume and --force-resume contradict each other; give one")
+
+    @classmethod
+    def from_sources(cls, cli_values: Mapping[str, Any], config_file: Path | None = None) -> "RuntimeConfig":
+        """File values first, then every CLI value that was given (not ``None``)."""
+        values: dict[str, Any] = {}
+        if config_file is not None:
+            values.update(load_config_file(config_file))
+        values.update({k: v for k, v in cli_values.items() if v is not None})
+        return cls(**values)
+
+    def embedder_options(self, model: str | None, *, max_length: int | None = None, show_progress: bool = False) -> EmbedderOptions:
+        from virnucpro_core.devices import resolve_device
+
+        return EmbedderOptions(
+            model=model,
+            device=resolve_device(self.device),
+            precision=self.precision,
+            batch_tokens=self.batch_tokens,
+            batch_size=self.batch_size,
+            max_length=max_length,
+            show_progress=show_progress,
+        )
+
+    def apply_threads(self) -> None:
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read ``[runtime]`` from a TOML file; unknown keys are an error, not silence."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    table = data.get("runtime", {})
+    known = {f.name for f in dataclasses.fields(RuntimeConfig)} - {"resume", "force_resume"}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown [runtime] key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return {k.replace("-", "_"): v for k, v in table.items()}
