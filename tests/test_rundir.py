@@ -1,0 +1,183 @@
+"""Run directories: lock, manifest, resume semantics, atomic writes, runtime config."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from virnucpro_core.atomic import atomic_open
+from virnucpro_core.errors import ConfigError, RunLockedError
+from virnucpro_core.rundir import LOCK, Stage, describe_input, open_run, run_lock
+from virnucpro_core.runtime import RuntimeConfig
+
+
+def identity(tmp_path, chunk_size=500):
+    src = tmp_path / "in.fa"
+    if not src.exists():
+        src.write_text(">a\nACGT\n")
+    return {"inputs": [describe_input(src)], "parameters": {"chunk_size": chunk_size}}
+
+
+def make_stage(outdir, name, calls, fail=False):
+    def run():
+        calls.append(name)
+        if fail:
+            raise RuntimeError("killed")
+        with atomic_open(outdir / f"{name}.txt") as handle:
+            handle.write(name)
+        return {"items": len(calls)}
+
+    return Stage(name, [outdir / f"{name}.txt"], run)
+
+
+def test_manifest_records_inputs_parameters_and_stage_counts(tmp_path):
+    out = tmp_path / "run"
+    calls: list[str] = []
+    with open_run(out, "prepare", identity(tmp_path), info={"runtime": {"device": "cpu"}}) as run:
+        assert run.run_stage(make_stage(out, "prepare", calls)) == {"items": 1}
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["status"] == "done"
+    assert manifest["command"] == "prepare"
+    assert manifest["identity"]["parameters"] == {"chunk_size": 500}
+    entry = manifest["identity"]["inputs"][0]
+    assert entry["size"] == 8 and len(entry["sha256"]) == 64
+    stage = manifest["stages"]["prepare"]
+    assert stage["status"] == "done" and stage["counts"] == {"items": 1} and stage["outputs"] == ["prepare.txt"]
+    assert manifest["info"] == {"runtime": {"device": "cpu"}}
+    assert not (out / LOCK).exists()
+
+
+def test_second_run_without_flags_refuses_and_loses_nothing(tmp_path):
+    out = tmp_path / "run"
+    with open_run(out, "prepare", identity(tmp_path)) as run:
+        run.run_stage(make_stage(out, "prepare", []))
+    before = (out / "prepare.txt").read_text()
+    with pytest.raises(ConfigError) as err:
+        with open_run(out, "prepare", identity(tmp_path)):
+            pass
+    assert str(err.value) == (
+        f"{out} already holds a prepare run (stages done: prepare); use --resume to continue it, "
+        "--force-resume to start over, or choose another -o"
+    )
+    assert (out / "prepare.txt").read_text() == before
+
+
+def test_resume_skips_finished_stages_and_redoes_failed_ones(tmp_path):
+    out = tmp_path / "run"
+    calls: list[str] = []
+    with pytest.raises(RuntimeError):
+        with open_run(out, "predict", identity(tmp_path)) as run:
+            run.run_stage(make_stage(out, "prepare", calls))
+            run.run_stage(make_stage(out, "embed", calls, fail=True))
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["status"] == "failed" and manifest["stages"]["embed"]["status"] == "failed"
+    with open_run(out, "predict", identity(tmp_path), resume=True) as run:
+        assert run.resumed
+        run.run_stage(make_stage(out, "prepare", calls))
+        run.run_stage(make_stage(out, "embed", calls))
+    assert calls == ["prepare", "embed", "embed"]
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["attempts"] == 2 and manifest["status"] == "done"
+
+
+def test_a_stage_whose_output_vanished_is_redone_on_resume(tmp_path):
+    out = tmp_path / "run"
+    calls: list[str] = []
+    with open_run(out, "predict", identity(tmp_path)) as run:
+        run.run_stage(make_stage(out, "prepare", calls))
+    (out / "prepare.txt").unlink()
+    with open_run(out, "predict", identity(tmp_path), resume=True) as run:
+        run.run_stage(make_stage(out, "prepare", calls))
+    assert calls == ["prepare", "prepare"]
+
+
+def test_resume_with_different_settings_names_what_differs(tmp_path):
+    out = tmp_path / "run"
+    with open_run(out, "predict", identity(tmp_path)) as run:
+        run.run_stage(make_stage(out, "prepare", []))
+    with pytest.raises(ConfigError) as err:
+        with open_run(out, "predict", identity(tmp_path, chunk_size=300), resume=True):
+            pass
+    assert str(err.value) == (
+        f"{out} holds a run with different settings (parameters.chunk_size: 500 -> 300); "
+        "use --force-resume to discard it or choose another -o"
+    )
+    (tmp_path / "in.fa").write_text(">a\nACGTT\n")
+    with pytest.raises(ConfigError, match=r"inputs: \[.*\] -> \[.*\]"):
+        with open_run(out, "predict", identity(tmp_path), resume=True):
+            pass
+
+
+def test_force_resume_discards_outputs_and_checkpoints(tmp_path):
+    out = tmp_path / "run"
+    calls: list[str] = []
+    with open_run(out, "predict", identity(tmp_path)) as run:
+        run.run_stage(make_stage(out, "prepare", calls))
+        (run.checkpoints / "x").mkdir(parents=True)
+    unrelated = out / "notes.txt"
+    unrelated.write_text("mine")
+    with open_run(out, "predict", identity(tmp_path, chunk_size=300), force_resume=True) as run:
+        assert not (out / "prepare.txt").exists() and not run.checkpoints.exists()
+        run.run_stage(make_stage(out, "prepare", calls))
+    assert calls == ["prepare", "prepare"]
+    assert unrelated.read_text() == "mine"
+
+
+def test_lock_refuses_a_live_holder_and_recovers_a_dead_one(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    with run_lock(out):
+        with pytest.raises(RunLockedError, match=r"is in use by process \d+ on .*; wait for it or choose another -o"):
+            with run_lock(out):
+                pass
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    import socket
+
+    (out / LOCK).write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "since": "x"}))
+    with run_lock(out):
+        assert json.loads((out / LOCK).read_text())["pid"] == os.getpid()
+    assert not (out / LOCK).exists()
+
+
+def test_atomic_open_leaves_the_old_file_on_failure(tmp_path):
+    target = tmp_path / "x.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as handle:
+            handle.write("new, half")
+            raise RuntimeError("crash")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]
+
+
+def test_runtime_config_from_flags_over_file(tmp_path):
+    cfg = tmp_path / "vnp.toml"
+    cfg.write_text('[runtime]\ndevice = "cpu"\nprecision = "bf16"\nbatch_tokens = 4096\n')
+    rc = RuntimeConfig.from_sources({"precision": "fp16", "batch_size": None}, cfg)
+    assert (rc.device, rc.precision, rc.batch_tokens, rc.batch_size) == ("cpu", "fp16", 4096, None)
+    cfg.write_text("[runtime]\nbatch_tokenz = 1\n")
+    with pytest.raises(ConfigError, match="unknown \\[runtime\\] key\\(s\\) batch_tokenz"):
+        RuntimeConfig.from_sources({}, cfg)
+    with pytest.raises(ConfigError, match="precision 'fp8': choose one of fp32, bf16, fp16"):
+        RuntimeConfig(precision="fp8")
+    with pytest.raises(ConfigError, match="--resume and --force-resume contradict"):
+        RuntimeConfig(resume=True, force_resume=True)
+    assert RuntimeConfig(device="cpu").embedder_options("m", max_length=7).device == "cpu"
+
+
+def test_device_resolution_without_cuda():
+    from virnucpro_core.devices import resolve_device
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this test describes a machine without CUDA")
+    assert resolve_device("auto") == "cpu"
+    with pytest.raises(ConfigError, match="CUDA is not available on this machine; use --device cpu"):
+        resolve_device("cuda:1")
+    with pytest.raises(ConfigError, match="use auto, cpu, cuda or cuda:N"):
+        resolve_device("gpu2")
