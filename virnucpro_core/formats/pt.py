@@ -53,7 +53,7 @@ def load_pt(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Weights only" in str(exc):
+        if "Unsupported global" in str(exc):  # a class or function the allow-list refuses
             raise InputError(
                 f"{path}: holds objects other than tensors, lists, dicts and strings; refusing to unpickle it "
                 "(an original VirNucPro embeddings file never does)"
