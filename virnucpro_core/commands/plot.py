@@ -1,0 +1,209 @@
+"""``virnucpro plot``: virus score along the most viral sequences of a run.
+
+The original ``drew_fig.py`` drew the first five sequences of the file with the
+larger of the two scores per frame at ``chunk number × 500``. This plots, for the top
+N sequences by viral chunks (then by best virus score), each chunk at its real
+position in bp (the chunking rule and the run's chunk size), at the height of its
+best virus score, coloured by the chunk's consensus call, with the threshold as a
+line: a prophage shows as a red plateau inside a blue host contig.
+
+matplotlib is an optional extra (``pip install 'virnucpro[plot]'``) and is imported
+only when the command runs.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from virnucpro_core.errors import InputError, VirnucproError
+
+DEFAULT_PNG = "prediction.png"
+VIRUS_COLOUR = "#c0392b"
+OTHERS_COLOUR = "#1f4e9c"
+UNSCORED_COLOUR = "#d9d9d9"
+
+
+@dataclass(frozen=True)
+class ChunkScore:
+    """One chunk of a plotted sequence: 1-based index, best scores of its frames."""
+
+    index: int
+    max_others: float
+    max_virus: float
+
+    @property
+    def viral(self) -> bool:
+        return self.max_virus >= self.max_others  # the original consensus rule
+
+
+def _import_matplotlib():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise VirnucproError(
+            "`virnucpro plot` needs matplotlib, which is not installed; install it with: pip install 'virnucpro[plot]'"
+        ) from None
+    return Figure, FigureCanvasAgg
+
+
+def chunk_size_from_manifest(outdir: Path) -> int | None:
+    """``parameters.chunk_size`` from ``OUTDIR/run.json``, or None when absent or unreadable."""
+    manifest = outdir / "run.json"
+    try:
+        value = json.loads(manifest.read_text(encoding="utf-8"))["parameters"]["chunk_size"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return int(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def select_top(summary: Path, n: int) -> list:
+    """The ``n`` scored sequences with most viral chunks, ties by best virus score, then input order."""
+    from virnucpro_core.report import iter_summary
+
+    def rank(item):
+        order, row = item
+        best = -1.0 if math.isnan(row.max_virus_score) else row.max_virus_score
+        return (-row.viral_chunks, -best, order)
+
+    scored = ((order, row) for order, row in enumerate(iter_summary(summary)) if row.frames_scored > 0)
+    return [row for _, row in heapq.nsmallest(n, scored, key=rank)]
+
+
+def collect_chunk_scores(predictions: Path, sequence_ids: set[str]) -> dict[str, list[ChunkScore]]:
+    """Best others/virus score per chunk for the given sequences only (memory: those sequences)."""
+    from virnucpro_core.report import _nanmax, iter_predictions, parse_frame_id
+
+    best: dict[str, dict[int, list[float]]] = {sid: {} for sid in sequence_ids}
+    for row in iter_predictions(predictions):
+        frame = parse_frame_id(row.frame_id)
+        if frame is None or frame.sequence_id not in best:
+            continue
+        slot = best[frame.sequence_id].setdefault(frame.chunk, [math.nan, math.nan])
+        slot[0], slot[1] = _nanmax(slot[0], row.score1), _nanmax(slot[1], row.score2)
+    return {
+        sid: [ChunkScore(k, s[0], s[1]) for k, s in sorted(chunks.items())] for sid, chunks in best.items()
+    }
+
+
+def chunk_positions(row, chunk_size: int | None) -> list[tuple[float, float]]:
+    """(start, end) of chunks 1..n of a summary row on the x axis: bp when the chunk
+    size is known (the original's chunk rule), else the chunk number."""
+    if chunk_size is None:
+        return [(k, k + 1) for k in range(row.chunks)]
+    from virnucpro_core.chunking import chunk_spans
+
+    spans = chunk_spans(row.length, chunk_size)
+    if len(spans) != row.chunks:
+        raise InputError(
+            f"chunk size {chunk_size} cuts {row.sequence_id!r} ({row.length} bp) into {len(spans)} chunks, "
+            f"but the run made {row.chunks}; give the run's --chunk-size"
+        )
+    return spans
+
+
+def build_figure(rows: list, scores: dict[str, list[ChunkScore]], *, threshold: float, chunk_size: int | None):
+    """A matplotlib Figure (Agg canvas, no pyplot state) with one panel per summary row."""
+    Figure, FigureCanvasAgg = _import_matplotlib()
+    fig = Figure(figsize=(12, 1.2 + 2.1 * len(rows)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows=len(rows), ncols=1, squeeze=False)[:, 0]
+    for ax, row in zip(axes, rows):
+        spans = chunk_positions(row, chunk_size)
+        scored = {c.index: c for c in scores.get(row.sequence_id, [])}
+        for index, (start, end) in enumerate(spans, start=1):
+            chunk = scored.get(index)
+            if chunk is None:
+                ax.axvspan(start, end, color=UNSCORED_COLOUR, alpha=0.5, linewidth=0)
+                continue
+            colour = VIRUS_COLOUR if chunk.viral else OTHERS_COLOUR
+            ax.plot([start, end], [chunk.max_virus, chunk.max_virus], color=colour, linewidth=2.5, solid_capstyle="butt")
+        ax.axhline(threshold, color="0.4", linestyle="--", linewidth=1)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_xlim(0, spans[-1][1] if spans else 1)
+        ax.set_ylabel("best virus score")
+        ax.set_xlabel("position (bp)" if chunk_size else "chunk")
+        ax.set_title(
+            f"{row.sequence_id}: {row.call} ({row.viral_chunks}/{row.chunks_scored} scored chunks viral, "
+            f"{row.length} bp)",
+            loc="left",
+            fontsize=11,
+        )
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.ticklabel_format(style="plain", axis="x", useOffset=False)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [
+        Line2D([], [], color=VIRUS_COLOUR, linewidth=2.5, label="chunk called virus"),
+        Line2D([], [], color=OTHERS_COLOUR, linewidth=2.5, label="chunk called others"),
+        Patch(color=UNSCORED_COLOUR, alpha=0.5, label="no stop-free frame"),
+        Line2D([], [], color="0.4", linestyle="--", label=f"threshold {threshold:g}"),
+    ]
+    axes[0].legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, ncols=4, frameon=False)
+    return fig
+
+
+def write_png(fig, out: Path) -> None:
+    """Save ``fig`` as PNG under ``out``, atomically."""
+    from virnucpro_core.atomic import atomic_path
+
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+
+
+@click.command("plot")
+@click.argument("outdir", type=click.Path(path_type=Path))
+@click.option("--top", "-n", default=5, show_default=True, type=click.IntRange(min=1), help="Sequences to plot.")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
+    help=f"PNG file to write [default: OUTDIR/{DEFAULT_PNG}].",
+)
+@click.option(
+    "--threshold", default=0.5, show_default=True, type=click.FloatRange(0.0, 1.0),
+    help="Score at which to draw the threshold line.",
+)
+@click.option(
+    "--chunk-size", type=click.IntRange(min=1), default=None,
+    help="Chunk size of the run in bp [default: parameters.chunk_size in OUTDIR/run.json; "
+    "without either, chunks are placed by number].",
+)
+def plot(outdir: Path, top: int, output: Path | None, threshold: float, chunk_size: int | None) -> None:
+    """Plot the virus score along the top N sequences of a finished run.
+
+    Reads OUTDIR/sequence_summary.tsv and OUTDIR/prediction_results.txt. Each panel
+    shows one sequence: every chunk as a segment at its position, at the height of
+    its best virus score, red when the chunk is called virus; grey bands are chunks
+    without a stop-free frame. Useful for spotting prophages in host contigs.
+
+    \b
+    Example:
+      virnucpro plot results/ --top 10 -o results/top10.png
+    """
+    from virnucpro_core.report import PREDICTIONS_NAME, SUMMARY_NAME
+
+    if not outdir.is_dir():
+        raise InputError(f"{outdir}: no such directory; give the output directory of `virnucpro predict`")
+    _import_matplotlib()  # fail before reading anything when the extra is missing
+    if chunk_size is None:
+        chunk_size = chunk_size_from_manifest(outdir)
+    output = output or outdir / DEFAULT_PNG
+    if not output.parent.is_dir():
+        raise InputError(f"{output.parent}: no such directory for the plot; create it or choose another -o")
+    rows = select_top(outdir / SUMMARY_NAME, top)
+    if not rows:
+        raise InputError(
+            f"{outdir / SUMMARY_NAME}: no sequence has a scored frame, so there is nothing to plot"
+        )
+    scores = collect_chunk_scores(outdir / PREDICTIONS_NAME, {row.sequence_id for row in rows})
+    write_png(build_figure(rows, scores, threshold=threshold, chunk_size=chunk_size), output)
+    click.echo(f"Wrote {output} ({len(rows)} sequence{'s' if len(rows) != 1 else ''})")

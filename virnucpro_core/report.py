@@ -1,0 +1,579 @@
+"""Result files: per-frame scores, the per-chunk consensus, the per-sequence summary
+and a FASTA of the sequences called viral.
+
+The first two files keep the original tool's names, columns and bytes, because
+existing users parse them:
+
+``prediction_results.txt``
+    ``Sequence_ID  Prediction  score1  score2``, tab-separated, one row per scored
+    frame in the order the classifier saw them. ``score1``/``score2`` are the softmax
+    probabilities of "others"/"virus" printed as ``str()`` of numpy float32 values
+    (shortest text that reads back to the same float32: ``0.8789939``, ``1e-05``).
+    ``Prediction`` is ``virus`` when ``score2 > score1`` and ``others`` otherwise: the
+    original takes ``torch.max`` over the two columns, which returns the first index
+    on a tie (and the index of a NaN, should one appear).
+
+``prediction_results_highestscore.csv``
+    Tab-separated despite its name: ``Modified_ID  Is_Virus``. The original reads the
+    file above with pandas, groups rows by the frame ID minus its last two characters
+    (the ``F1``..``R3`` suffix), i.e. by chunk, and writes ``max(score2) >=
+    max(score1)`` per chunk as ``True``/``False``. Because pandas ``groupby`` sorts its
+    keys, rows come **sorted by chunk ID as strings** (code-point order, so
+    ``x_chunk_10`` precedes ``x_chunk_2``), not in input order. NaN scores are skipped
+    by the maxima as pandas does; IDs holding ``"`` are quoted as pandas' CSV writer
+    does. One deliberate difference: with no scored frame at all, recent pandas writes
+    a meaningless header (``index  Sequence_ID ...``); we write ``Modified_ID
+    Is_Virus``.
+
+The per-sequence summary and the viral FASTA are our additions (see
+:func:`write_sequence_summary`).
+
+Everything streams. The consensus must come out sorted and the summary in input
+order while the frames may arrive in any order, so both go through a small external
+merge sort (:func:`_external_sort`) that holds at most ``max_in_memory`` records and
+spills sorted runs to anonymous temporary files beside the output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import heapq
+import itertools
+import math
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable, Iterable, Iterator, NamedTuple, Sequence
+
+import numpy as np
+
+from virnucpro_core.atomic import atomic_open
+from virnucpro_core.errors import ConfigError, InputError
+
+PREDICTIONS_NAME = "prediction_results.txt"
+CONSENSUS_NAME = "prediction_results_highestscore.csv"
+SUMMARY_NAME = "sequence_summary.tsv"
+VIRAL_FASTA_NAME = "viral_sequences.fa"
+
+PREDICTIONS_HEADER = ("Sequence_ID", "Prediction", "score1", "score2")
+CONSENSUS_HEADER = ("Modified_ID", "Is_Virus")
+SEQUENCES_HEADER = ("id", "length", "chunks")
+SUMMARY_HEADER = (
+    "sequence_id",
+    "length",
+    "chunks",
+    "chunks_scored",
+    "frames_scored",
+    "viral_chunks",
+    "viral_fraction",
+    "max_virus_score",
+    "mean_virus_score",
+    "call",
+)
+FRAME_SUFFIXES = frozenset({"F1", "F2", "F3", "R1", "R2", "R3"})
+CHUNK_SEPARATOR = "_chunk_"
+#: Records an external sort keeps in memory before spilling a sorted run to disk.
+DEFAULT_MAX_IN_MEMORY = 500_000
+FASTA_WIDTH = 60
+
+
+# --------------------------------------------------------------------------- per-frame file
+
+
+def prediction_label(score1: float, score2: float) -> str:
+    """``virus`` or ``others`` exactly as ``torch.max(probs, 1)`` picks the index.
+
+    Ties go to index 0 (``others``); a NaN wins the maximum, the first NaN on a tie.
+    """
+    if math.isnan(score1):
+        return "others"
+    if math.isnan(score2) or score2 > score1:
+        return "virus"
+    return "others"
+
+
+class PredictionWriter:
+    """Write ``prediction_results.txt`` batch by batch, atomically.
+
+    Use as a context manager and call :meth:`write` with each batch of frame IDs and
+    their ``(n, 2)`` softmax probabilities (others, virus). The file appears under
+    its final name only when the block exits without an exception.
+
+    >>> with PredictionWriter(outdir / "prediction_results.txt") as out:   # doctest: +SKIP
+    ...     out.write(["x_chunk_1F1"], np.array([[0.25, 0.75]], dtype=np.float32))
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.rows = 0
+        self._stack: contextlib.ExitStack | None = None
+        self._handle: IO[str] | None = None
+
+    def __enter__(self) -> "PredictionWriter":
+        self._stack = contextlib.ExitStack()
+        self._handle = self._stack.enter_context(atomic_open(self.path, "w"))
+        self._handle.write("\t".join(PREDICTIONS_HEADER) + "\n")
+        return self
+
+    def write(self, ids: Sequence[str], probs: Any) -> None:
+        """Append one batch. ``probs`` is cast to float32, the original's dtype,
+        because the printed text depends on it."""
+        if self._handle is None:
+            raise RuntimeError("PredictionWriter.write() called outside its with-block")
+        probs = np.asarray(probs, dtype=np.float32)
+        if probs.ndim != 2 or probs.shape[1] != 2 or probs.shape[0] != len(ids):
+            raise ValueError(f"expected probabilities of shape ({len(ids)}, 2), got {probs.shape}")
+        lines = []
+        for seq_id, (p0, p1) in zip(ids, probs):
+            # str(), not format(): f"{np.float32}" prints the float64 widening (0.12100612372159958).
+            lines.append(f"{seq_id}\t{prediction_label(float(p0), float(p1))}\t{p0!s}\t{p1!s}\n")
+        self._handle.write("".join(lines))
+        self.rows += len(lines)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        stack, self._stack, self._handle = self._stack, None, None
+        assert stack is not None
+        return stack.__exit__(exc_type, exc, tb)
+
+
+class PredictionRow(NamedTuple):
+    """One row of ``prediction_results.txt``; ``line`` is its 1-based line number."""
+
+    frame_id: str
+    prediction: str
+    score1: float
+    score2: float
+    line: int
+
+
+def iter_predictions(path: str | Path) -> Iterator[PredictionRow]:
+    """Stream the rows of a ``prediction_results.txt``, checking its shape."""
+    path = Path(path)
+    try:
+        handle = open(path, encoding="utf-8", newline="")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file; run `virnucpro predict` (or `classify`) first") from None
+    with handle:
+        header = handle.readline().rstrip("\r\n")
+        if tuple(header.split("\t")) != PREDICTIONS_HEADER:
+            raise InputError(
+                f"{path}: line 1 is {header[:80]!r}, expected the tab-separated header "
+                f"{', '.join(PREDICTIONS_HEADER)}; is this a prediction_results.txt?"
+            )
+        for number, raw in enumerate(handle, start=2):
+            text = raw.rstrip("\r\n")
+            if not text:
+                continue  # pandas skips blank lines too
+            fields = text.split("\t")
+            if len(fields) != 4:
+                raise InputError(f"{path}: line {number} has {len(fields)} tab-separated fields, expected 4")
+            try:
+                score1, score2 = float(fields[2]), float(fields[3])
+            except ValueError:
+                raise InputError(f"{path}: line {number}: scores {fields[2]!r}, {fields[3]!r} are not numbers") from None
+            yield PredictionRow(fields[0], fields[1], score1, score2, number)
+
+
+# --------------------------------------------------------------------------- external sort
+
+
+def _dump_run(items: list, directory: Path) -> IO[bytes]:
+    run = tempfile.TemporaryFile(dir=directory, prefix=".virnucpro-sort-")
+    for start in range(0, len(items), 4096):
+        pickle.dump(items[start : start + 4096], run, protocol=pickle.HIGHEST_PROTOCOL)
+    run.seek(0)
+    return run
+
+
+def _read_run(run: IO[bytes]) -> Iterator:
+    with run:
+        while True:
+            try:
+                block = pickle.load(run)
+            except EOFError:
+                return
+            yield from block
+
+
+def _external_sort(
+    items: Iterable, key: Callable, directory: Path, max_in_memory: int = DEFAULT_MAX_IN_MEMORY
+) -> Iterator:
+    """Yield ``items`` sorted by ``key`` while holding at most ``max_in_memory`` of them.
+
+    Sorted runs are pickled into anonymous temporary files in ``directory`` (they
+    vanish when closed, also on a crash) and merged with :func:`heapq.merge`. Only our
+    own tuples of strings and numbers are pickled and read back.
+    """
+    if max_in_memory < 1:
+        raise ValueError("max_in_memory must be positive")
+    runs: list[IO[bytes]] = []
+    buffer: list = []
+    try:
+        for item in items:
+            buffer.append(item)
+            if len(buffer) >= max_in_memory:
+                buffer.sort(key=key)
+                runs.append(_dump_run(buffer, directory))
+                buffer = []
+        buffer.sort(key=key)
+        if not runs:
+            yield from buffer
+            return
+        yield from heapq.merge(buffer, *(_read_run(run) for run in runs), key=key)
+    finally:
+        for run in runs:
+            run.close()
+
+
+def _nanmax(current: float, value: float) -> float:
+    """Running maximum that skips NaN like pandas' ``Series.max()`` (NaN if all NaN)."""
+    if math.isnan(value):
+        return current
+    if math.isnan(current) or value > current:
+        return value
+    return current
+
+
+def _chunk_is_viral(max_score1: float, max_score2: float) -> bool:
+    """The original consensus rule; a comparison with NaN is False, as in pandas."""
+    return max_score2 >= max_score1
+
+
+# --------------------------------------------------------------------------- consensus
+
+
+def write_consensus(
+    prediction_results: str | Path, out: str | Path, *, max_in_memory: int = DEFAULT_MAX_IN_MEMORY
+) -> int:
+    """Write ``prediction_results_highestscore.csv`` as the original does; return its row count.
+
+    Grouping key: the frame ID without its last two characters. ``Is_Virus`` is
+    ``max(score2) >= max(score1)`` over the group. Rows sorted by key (pandas
+    ``groupby`` order). See the module docstring for the details kept.
+    """
+    out = Path(out)
+    frames = ((row.frame_id[:-2], row.score1, row.score2) for row in iter_predictions(prediction_results))
+    ordered = _external_sort(frames, key=lambda item: item[0], directory=out.parent, max_in_memory=max_in_memory)
+    rows = 0
+    with atomic_open(out, "w") as handle:
+        # pandas' to_csv is csv.writer underneath: minimal quoting, "\n" line ends.
+        writer = csv.writer(handle, delimiter="\t", quotechar='"', quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+        writer.writerow(CONSENSUS_HEADER)
+        for chunk_id, group in itertools.groupby(ordered, key=lambda item: item[0]):
+            max1 = max2 = math.nan
+            for _, score1, score2 in group:
+                max1, max2 = _nanmax(max1, score1), _nanmax(max2, score2)
+            writer.writerow((chunk_id, "True" if _chunk_is_viral(max1, max2) else "False"))
+            rows += 1
+    return rows
+
+
+# --------------------------------------------------------------------------- sequence summary
+
+
+@dataclass(frozen=True)
+class FrameId:
+    """A frame ID ``<sequence id>_chunk_<k><F|R><1-3>`` taken apart."""
+
+    sequence_id: str
+    chunk: int
+    frame: str
+
+    @property
+    def chunk_id(self) -> str:
+        return f"{self.sequence_id}{CHUNK_SEPARATOR}{self.chunk}"
+
+
+def parse_frame_id(frame_id: str) -> FrameId | None:
+    """Split a frame ID on its **last** ``_chunk_``; ``None`` when it has not that shape.
+
+    Splitting on the last occurrence keeps sequence IDs that themselves contain
+    ``_chunk_`` intact.
+    """
+    suffix = frame_id[-2:]
+    chunk_id = frame_id[:-2]
+    sequence_id, sep, index = chunk_id.rpartition(CHUNK_SEPARATOR)
+    if suffix not in FRAME_SUFFIXES or not sep or not index.isdigit() or not index.isascii():
+        return None
+    return FrameId(sequence_id, int(index), suffix)
+
+
+@dataclass(frozen=True)
+class SummaryStats:
+    """Counts from :func:`write_sequence_summary`, for stage accounting and logs."""
+
+    sequences: int
+    with_frames: int
+    viral: int
+    chunks_scored: int
+    frames_scored: int
+
+
+def _scored_frames(prediction_results: Path) -> Iterator[tuple[str, int, float, float]]:
+    for row in iter_predictions(prediction_results):
+        parsed = parse_frame_id(row.frame_id)
+        if parsed is None:
+            raise InputError(
+                f"{prediction_results}: line {row.line}: frame ID {row.frame_id!r} is not "
+                f"<sequence id>_chunk_<k><F|R><1-3>; was this file made by virnucpro?"
+            )
+        yield parsed.sequence_id, parsed.chunk, row.score1, row.score2
+
+
+class _SequenceScores(NamedTuple):
+    sequence_id: str
+    chunks_scored: int
+    frames_scored: int
+    viral_chunks: int
+    max_virus_score: float
+    sum_best_virus: float
+    n_best_virus: int
+    max_chunk: int
+
+
+def _per_sequence(frames: Iterator[tuple[str, int, float, float]]) -> Iterator[_SequenceScores]:
+    """Fold frames sorted by (sequence, chunk) into one record per sequence."""
+    for sequence_id, seq_frames in itertools.groupby(frames, key=lambda item: item[0]):
+        chunks = n_frames = viral = n_best = max_chunk = 0
+        best_overall = math.nan
+        sum_best = 0.0
+        for chunk, chunk_frames in itertools.groupby(seq_frames, key=lambda item: item[1]):
+            max1 = max2 = math.nan
+            for _, _, score1, score2 in chunk_frames:
+                max1, max2 = _nanmax(max1, score1), _nanmax(max2, score2)
+                n_frames += 1
+            chunks += 1
+            max_chunk = max(max_chunk, chunk)
+            viral += _chunk_is_viral(max1, max2)
+            if not math.isnan(max2):
+                sum_best += max2
+                n_best += 1
+            best_overall = _nanmax(best_overall, max2)
+        yield _SequenceScores(sequence_id, chunks, n_frames, viral, best_overall, sum_best, n_best, max_chunk)
+
+
+def _input_sequences(sequences_tsv: Path) -> Iterator[tuple[str, int, int, int]]:
+    """(id, input ordinal, length, chunks) for each row of prepare's ``sequences.tsv``."""
+    try:
+        handle = open(sequences_tsv, encoding="utf-8", newline="")
+    except FileNotFoundError:
+        raise InputError(f"{sequences_tsv}: no such file; run `virnucpro prepare` first") from None
+    with handle:
+        header = handle.readline().rstrip("\r\n")
+        if tuple(header.split("\t")) != SEQUENCES_HEADER:
+            raise InputError(f"{sequences_tsv}: line 1 is {header[:80]!r}, expected the header id, length, chunks")
+        for number, raw in enumerate(handle, start=2):
+            text = raw.rstrip("\r\n")
+            if not text:
+                continue
+            fields = text.split("\t")
+            try:
+                if len(fields) != 3:
+                    raise ValueError
+                yield fields[0], number, int(fields[1]), int(fields[2])
+            except ValueError:
+                raise InputError(f"{sequences_tsv}: line {number} is not <id><TAB><length><TAB><chunks>") from None
+
+
+def _float32_text(value: float) -> str:
+    return "NA" if math.isnan(value) else str(np.float32(value))
+
+
+def write_sequence_summary(
+    sequences_tsv: str | Path,
+    prediction_results: str | Path,
+    out: str | Path,
+    *,
+    min_viral_fraction: float = 0.5,
+    max_in_memory: int = DEFAULT_MAX_IN_MEMORY,
+) -> SummaryStats:
+    """Write ``sequence_summary.tsv``: one row per input sequence, in input order.
+
+    The original stops at chunks; this answers "is my read/contig viral?". Rule:
+
+    - Every frame ID ``<sequence id>_chunk_<k><F|R><1-3>`` is mapped back to its
+      chunk and sequence (split on the last ``_chunk_``).
+    - A chunk is viral by the original consensus rule: the best virus score of its
+      frames >= the best non-virus score (``max(score2) >= max(score1)``).
+    - ``viral_fraction`` = viral chunks / chunks with at least one scored frame
+      (chunks without a stop-free frame are not counted either way).
+    - ``call`` is ``virus`` when ``viral_fraction >= min_viral_fraction`` (default 0.5,
+      compared unrounded), ``others`` when it is lower, and ``no_frames`` when no frame
+      of the sequence had a stop-free translation (nothing was scored).
+    - ``max_virus_score`` is the highest ``score2`` of any frame;
+      ``mean_virus_score`` the mean over scored chunks of each chunk's best
+      ``score2``. Both are printed like the per-frame scores (float32 text) and are
+      ``NA`` (with ``viral_fraction``) when nothing was scored.
+
+    ``sequences_tsv`` is prepare's ``id  length  chunks`` table (every input
+    sequence, in input order), so sequences without any scored frame appear too.
+    Raises :class:`InputError` when the two files do not belong together.
+    """
+    sequences_tsv, prediction_results, out = Path(sequences_tsv), Path(prediction_results), Path(out)
+    if not 0.0 <= min_viral_fraction <= 1.0:
+        raise ConfigError(f"--min-viral-fraction must lie between 0 and 1, got {min_viral_fraction}")
+    workdir = out.parent
+
+    frames = _external_sort(
+        _scored_frames(prediction_results), key=lambda f: (f[0], f[1]), directory=workdir, max_in_memory=max_in_memory
+    )
+    scored = _per_sequence(frames)
+    inputs = _external_sort(
+        _input_sequences(sequences_tsv), key=lambda s: s[0], directory=workdir, max_in_memory=max_in_memory
+    )
+
+    def joined() -> Iterator[tuple[int, tuple[str, ...], bool, int, int]]:
+        pending = next(scored, None)
+        previous: tuple[str, int, int, int] | None = None
+        for seq_id, ordinal, length, n_chunks in inputs:
+            if previous is not None and previous[0] == seq_id:
+                raise InputError(
+                    f"{sequences_tsv}: sequence ID {seq_id!r} appears on lines {previous[1]} and {ordinal}; "
+                    f"IDs must be unique, rename the duplicates in the input"
+                )
+            previous = (seq_id, ordinal, length, n_chunks)
+            if pending is not None and pending.sequence_id < seq_id:
+                break  # a scored sequence that the table lacks; reported below
+            if pending is None or pending.sequence_id != seq_id:
+                row = (seq_id, str(length), str(n_chunks), "0", "0", "0", "NA", "NA", "NA", "no_frames")
+                yield ordinal, row, False, 0, 0
+                continue
+            s = pending
+            if s.max_chunk > n_chunks:
+                raise InputError(
+                    f"{prediction_results}: sequence {seq_id!r} has a frame of chunk {s.max_chunk} but "
+                    f"{sequences_tsv} lists {n_chunks} chunks; the two files come from different runs"
+                )
+            fraction = s.viral_chunks / s.chunks_scored
+            call = "virus" if fraction >= min_viral_fraction else "others"
+            mean = s.sum_best_virus / s.n_best_virus if s.n_best_virus else math.nan
+            row = (
+                seq_id,
+                str(length),
+                str(n_chunks),
+                str(s.chunks_scored),
+                str(s.frames_scored),
+                str(s.viral_chunks),
+                f"{fraction:.4f}",
+                _float32_text(s.max_virus_score),
+                _float32_text(mean),
+                call,
+            )
+            yield ordinal, row, call == "virus", s.chunks_scored, s.frames_scored
+            pending = next(scored, None)
+        if pending is not None:
+            raise InputError(
+                f"{prediction_results}: sequence {pending.sequence_id!r} was scored but is not in "
+                f"{sequences_tsv}; the two files come from different runs"
+            )
+
+    counts = {"sequences": 0, "with_frames": 0, "viral": 0, "chunks_scored": 0, "frames_scored": 0}
+
+    def counted() -> Iterator[tuple[int, tuple[str, ...]]]:
+        for ordinal, row, viral, chunks, n_frames in joined():
+            counts["sequences"] += 1
+            counts["with_frames"] += n_frames > 0
+            counts["viral"] += viral
+            counts["chunks_scored"] += chunks
+            counts["frames_scored"] += n_frames
+            yield ordinal, row
+
+    in_order = _external_sort(counted(), key=lambda r: r[0], directory=workdir, max_in_memory=max_in_memory)
+    with atomic_open(out, "w") as handle:
+        handle.write("\t".join(SUMMARY_HEADER) + "\n")
+        for _, row in in_order:
+            handle.write("\t".join(row) + "\n")
+    return SummaryStats(**counts)
+
+
+class SummaryRow(NamedTuple):
+    """One row of ``sequence_summary.tsv`` with its numbers parsed (NaN for ``NA``)."""
+
+    sequence_id: str
+    length: int
+    chunks: int
+    chunks_scored: int
+    frames_scored: int
+    viral_chunks: int
+    viral_fraction: float
+    max_virus_score: float
+    mean_virus_score: float
+    call: str
+
+
+def _number(text: str) -> float:
+    return math.nan if text == "NA" else float(text)
+
+
+def iter_summary(path: str | Path) -> Iterator[SummaryRow]:
+    """Stream the rows of a ``sequence_summary.tsv`` in file (input) order."""
+    path = Path(path)
+    try:
+        handle = open(path, encoding="utf-8", newline="")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file; run `virnucpro predict` first") from None
+    with handle:
+        header = handle.readline().rstrip("\r\n")
+        if tuple(header.split("\t")) != SUMMARY_HEADER:
+            raise InputError(f"{path}: line 1 is {header[:80]!r}, not the header of a sequence_summary.tsv")
+        for number, raw in enumerate(handle, start=2):
+            text = raw.rstrip("\r\n")
+            if not text:
+                continue
+            f = text.split("\t")
+            try:
+                if len(f) != len(SUMMARY_HEADER):
+                    raise ValueError
+                yield SummaryRow(
+                    f[0], int(f[1]), int(f[2]), int(f[3]), int(f[4]), int(f[5]),
+                    _number(f[6]), _number(f[7]), _number(f[8]), f[9],
+                )
+            except ValueError:
+                raise InputError(f"{path}: line {number} is not a sequence_summary.tsv row") from None
+
+
+# --------------------------------------------------------------------------- viral FASTA
+
+
+def _fasta_header(record: Any) -> str:
+    """The input's own title (``id description``), never the ID twice."""
+    description = (getattr(record, "description", "") or "").strip()
+    if not description or description == record.id:
+        return record.id
+    if description.split(None, 1)[0] == record.id:
+        return description
+    return f"{record.id} {description}"
+
+
+def write_viral_fasta(input_path: str | Path, summary: str | Path, out: str | Path) -> int:
+    """Write the input sequences whose summary ``call`` is ``virus``; return how many.
+
+    Streams the input and the summary side by side: both are in input order, so
+    memory does not depend on the input. Input records missing from the summary
+    are skipped; a summary row never matched means the files do not belong
+    together (:class:`InputError`). Sequences keep their case; 60 columns a line.
+    """
+    from virnucpro_core.seqio import read_records, write_fasta_wrapped
+
+    summary = Path(summary)
+    rows = iter_summary(summary)
+    pending = next(rows, None)
+    written = 0
+    with atomic_open(out, "w") as handle:
+        for record in read_records(input_path):
+            if pending is None:
+                break
+            if record.id != pending.sequence_id:
+                continue
+            if pending.call == "virus":
+                write_fasta_wrapped(handle, _fasta_header(record), str(record.seq), FASTA_WIDTH)
+                written += 1
+            pending = next(rows, None)
+        if pending is not None:
+            raise InputError(
+                f"{summary}: sequence {pending.sequence_id!r} is not in {input_path} (or out of order); "
+                f"give the same input the run was made from"
+            )
+    return written
