@@ -54,6 +54,11 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
     registry = get_registry()
     ((family, version),) = parse_backend_options([backend_spec]).items()
     backend = registry.get_backend(family, version)
+    reason = backend.unavailable_reason()
+    if reason:
+        from virnucpro_core.errors import BackendError
+
+        raise BackendError(f"backend {backend.describe()} cannot run here: {reason}; choose another with --backend (see `virnucpro backends`)")
     fmt = registry.format_for_path(output, format_name)
     parts = output.with_name(output.name + ".parts")
     if force_resume:

@@ -71,6 +71,10 @@ def _check_array(embedder: Any, out: Any, n: int, what: str) -> np.ndarray:
     return out
 
 
+def _short(seq: str) -> str:
+    return repr(seq) if len(seq) <= 20 else repr(seq[:20]) + "..."
+
+
 def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
 
@@ -128,7 +132,7 @@ def check_embedder_contract(embedder: Any, sequences: Sequence[str], *, atol: fl
     for i, j in enumerate(perm):
         diff = _max_diff(permuted[i], full[j])
         assert diff <= atol, (
-            f"{name}: row order is wrong: sequence {j} ({sequences[j][:20]!r}...) embedded at position {i} of a permuted "
+            f"{name}: row order is wrong: sequence {j} ({_short(sequences[j])}) embedded at position {i} of a permuted "
             f"input differs from its row in the original order by max |delta| {diff:.3g} > {atol:g}; "
             "row i of embed() must belong to sequences[i] (unsort after length-sorting)"
         )
@@ -137,7 +141,7 @@ def check_embedder_contract(embedder: Any, sequences: Sequence[str], *, atol: fl
         alone = _check_array(embedder, _embed(embedder, [seq]), 1, f"[sequences[{j}]]")
         diff = _max_diff(alone[0], full[j])
         assert diff <= atol, (
-            f"{name}: sequence {j} ({seq[:20]!r}...) embedded alone differs from its row in a batch of {n} by max "
+            f"{name}: sequence {j} ({_short(seq)}) embedded alone differs from its row in a batch of {n} by max "
             f"|delta| {diff:.3g} > {atol:g}; batching (padding, masks, packing) must not change results"
         )
 
@@ -197,9 +201,9 @@ def check_backend_descriptor(
     proc = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=timeout, check=False
     )
-    assert proc.returncode == 0, (
-        f"backend {backend.key}: 'import {module}' failed in a fresh interpreter:\n{proc.stderr.strip()}"
-    )
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
+        raise AssertionError(f"backend {backend.key}: 'import {module}' failed in a fresh interpreter: {lines[-1]}")
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
     assert not loaded, (
         f"backend {backend.key}: 'import {module}' imports {', '.join(loaded)}; move those imports inside the "
