@@ -1,0 +1,146 @@
+"""Loading: names resolve to fair-esm's cache, files are unpickled safely, errors are one line."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+
+import pytest
+import torch
+
+from virnucpro_core.errors import ModelError
+from virnucpro_core.testing.esm2 import write_tiny_esm2
+from virnucpro_esm2_v1.loading import DEFAULT_MODEL, load_esm2, resolve_checkpoint
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    """An empty fair-esm cache; downloads go through a proxy that refuses connections,
+    so any attempt to fetch a model fails fast, as offline."""
+    home = tmp_path / "torch_home"
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+def test_a_name_in_the_cache_loads_from_it(torch_home):
+    cache = torch_home / "hub" / "checkpoints"
+    write_tiny_esm2(cache)
+    model, alphabet = load_esm2("esm2_t2_tiny_UR50D")
+    assert (model.num_layers, model.embed_dim, model.training) == (2, 32, False)
+    files = resolve_checkpoint("esm2_t2_tiny_UR50D")
+    assert files.model == cache / "esm2_t2_tiny_UR50D.pt"
+    assert files.regression == cache / "esm2_t2_tiny_UR50D-contact-regression.pt"
+
+
+def test_a_missing_model_offline_is_one_line_saying_where_to_put_it(torch_home):
+    with pytest.raises(ModelError) as info:
+        load_esm2(DEFAULT_MODEL)
+    message = str(info.value)
+    dest = torch_home / "hub" / "checkpoints" / "esm2_t36_3B_UR50D.pt"
+    assert "\n" not in message
+    assert message.startswith(
+        f"ESM-2 model esm2_t36_3B_UR50D is not in {dest.parent} and downloading "
+        "https://dl.fbaipublicfiles.com/fair-esm/models/esm2_t36_3B_UR50D.pt failed: "
+    )
+    assert message.endswith(f"and put it at {dest}, or give --esm-model PATH to a local checkpoint")
+    assert not dest.exists() and not any(dest.parent.iterdir())  # no partial file left behind
+
+
+def test_an_unknown_name_lists_the_known_ones(torch_home):
+    with pytest.raises(ModelError, match=r"^unknown ESM-2 model 'esm2_t99_huge' \(not in .*\); use one of esm2_t6_8M_UR50D, "):
+        load_esm2("esm2_t99_huge")
+
+
+def test_a_missing_path_is_named(tmp_path):
+    missing = tmp_path / "nowhere" / "model.pt"
+    with pytest.raises(ModelError, match=f"^ESM-2 checkpoint {missing} does not exist; "):
+        load_esm2(str(missing))
+
+
+def test_a_path_without_its_regression_file_loads(tmp_path, recwarn):
+    path = write_tiny_esm2(tmp_path / "a")
+    (tmp_path / "a" / "esm2_t2_tiny_UR50D-contact-regression.pt").unlink()
+    model, _ = load_esm2(str(path))
+    assert model.embed_dim == 32
+    assert not [w for w in recwarn if "Regression weights" in str(w.message)]
+
+
+def test_a_renamed_checkpoint_still_loads_as_esm2(tmp_path):
+    path = write_tiny_esm2(tmp_path)
+    renamed = tmp_path / "my_protein_model.pt"
+    shutil.copy(path, renamed)
+    model, _ = load_esm2(str(renamed))
+    assert model.num_layers == 2
+
+
+class RunsCode:
+    """Unpickling this calls ``exec``: what a hostile .pt file would do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_not_run(tmp_path):
+    path = write_tiny_esm2(tmp_path)
+    marker = tmp_path / "ran.txt"
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        data = torch.load(path, weights_only=True)
+    data["payload"] = RunsCode(marker)
+    torch.save(data, path)
+
+    with pytest.raises(ModelError) as info:
+        load_esm2(str(path))
+    message = str(info.value)
+    # torch names the global ("exec" here; how it spells it is torch's business)
+    assert message.startswith(
+        f"{path}: refused to load: a fair-esm checkpoint holds only tensors and an argparse.Namespace config, but it needs "
+    )
+    assert "exec" in message and "\n" not in message
+    assert message.endswith(", which could run code; use the official file from dl.fbaipublicfiles.com/fair-esm")
+    assert not marker.exists()
+
+    torch.load(path, weights_only=False)  # the payload is live: an unsafe load does run it
+    assert marker.read_text() == "pwned"
+
+
+def test_files_that_are_not_esm2_checkpoints_are_named(tmp_path):
+    text = tmp_path / "notes.pt"
+    text.write_text("this is not a checkpoint\n")
+    with pytest.raises(ModelError, match=f"^{text}: cannot read it as a torch checkpoint \\("):
+        load_esm2(str(text))
+
+    plain = tmp_path / "weights.pt"
+    torch.save({"layer.weight": torch.zeros(2, 2)}, plain)
+    with pytest.raises(ModelError, match=f"^{plain}: not a fair-esm ESM-2 checkpoint \\(expected a dict with 'cfg' and 'model' entries\\)"):
+        load_esm2(str(plain))
+
+    esm1 = tmp_path / "esm1b.pt"
+    torch.save({"args": {"arch": "roberta_large"}, "model": {}}, esm1)
+    with pytest.raises(ModelError, match=f"^{esm1}: this is an ESM-1 style checkpoint"):
+        load_esm2(str(esm1))
+
+
+def test_a_truncated_checkpoint_is_named(tmp_path):
+    path = write_tiny_esm2(tmp_path)
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(ModelError, match=f"^{path}: cannot read it as a torch checkpoint"):
+        load_esm2(str(path))
+
+
+def test_weights_that_do_not_fit_the_config_are_named(tmp_path):
+    path = write_tiny_esm2(tmp_path)
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        data = torch.load(path, weights_only=True)
+    data["cfg"]["model"].encoder_layers = 3  # says 3 layers, holds 2
+    torch.save(data, path)
+    with pytest.raises(ModelError) as info:
+        load_esm2(str(path))
+    assert str(info.value).startswith(f"{path}: its weights do not fit the ESM-2 its config describes (")
+    assert "\n" not in str(info.value)
