@@ -77,28 +77,33 @@ def build_dna_tokenizer(vocab_size: int = 128, seed: int = 0):
     return tokenizer
 
 
-def _randomise(model, seed: int) -> None:
-    """Overwrite every parameter with seeded values of a useful scale.
+def randomise_weights(model, seed: int) -> None:
+    """Overwrite every parameter of ``model`` with seeded values of a useful scale.
 
     BERT's own initialisation (std 0.02, LayerNorm 1/0, zero biases) makes the network
     nearly an identity on the embeddings; here every weight, bias and LayerNorm affine
     term matters, so a pooling or masking mistake shows up as a large difference.
+    Works on any ``torch.nn.Module`` (the stock BERT here, other test encoders too).
     """
     import torch
 
     gen = torch.Generator().manual_seed(seed)
+
+    def normal(shape) -> "torch.Tensor":
+        return torch.randn(shape, generator=gen, dtype=torch.float32)
+
     with torch.no_grad():
-        for name, param in sorted(model.named_parameters()):
-            noise = torch.randn(param.shape, generator=gen, dtype=torch.float32)
-            if "LayerNorm" in name and name.endswith("weight"):
-                value = 1.0 + 0.2 * noise
-            elif name.endswith("bias"):
-                value = 0.1 * noise
-            elif param.dim() == 2 and "embeddings" not in name:
-                value = noise / param.shape[1] ** 0.5  # fan-in scaling keeps activations O(1)
-            else:
-                value = 0.5 * noise
-            param.copy_(value.to(param.dtype))
+        for _, module in sorted(model.named_modules(), key=lambda item: item[0]):
+            for pname, param in sorted(module.named_parameters(recurse=False), key=lambda item: item[0]):
+                if isinstance(module, torch.nn.LayerNorm):
+                    value = 1.0 + 0.2 * normal(param.shape) if pname == "weight" else 0.1 * normal(param.shape)
+                elif isinstance(module, torch.nn.Embedding):
+                    value = 0.5 * normal(param.shape)
+                elif param.dim() >= 2:
+                    value = normal(param.shape) / param.shape[1] ** 0.5  # fan-in scaling keeps activations O(1)
+                else:
+                    value = 0.1 * normal(param.shape)
+                param.copy_(value.to(param.dtype))
 
 
 def _portable_tokenizer_class(path: Path) -> None:
@@ -124,7 +129,7 @@ def write_tiny_dnabert(
     intermediate_size: int = 64,
     vocab_size: int = 128,
     seed: int = 0,
-    max_position_embeddings: int = 512,
+    max_position_embeddings: int = 1024,
 ) -> Path:
     """Write a seeded tiny DNABERT-S-shaped model + tokenizer folder and return it.
 
@@ -168,7 +173,7 @@ def write_tiny_dnabert(
     )
     torch.manual_seed(seed)  # BertModel's own init draws from the global RNG
     model = BertModel(config)
-    _randomise(model, seed)
+    randomise_weights(model, seed)
     model.eval()
     model.save_pretrained(directory)
     return directory

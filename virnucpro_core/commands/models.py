@@ -1,0 +1,352 @@
+"""``virnucpro models``: fetch, convert, list and fake the model files.
+
+* ``download`` lays out the published files in a models directory (ESM-2 3B from
+  fair-esm's URLs, DNABERT-S from the Hugging Face hub, the two MLPs from the
+  original project's repository) and records their SHA-256 in ``models.json``.
+* ``import-mlp`` converts an original pickled ``*_model.pth`` to safetensors + JSON,
+  loading it with the restricted unpickler (nothing in the pickle runs).
+* ``init-tiny`` writes a tiny random model set for smoke tests.
+* ``list`` shows what a models directory holds and what is missing.
+
+Heavy modules (torch, huggingface_hub, the classifier) are imported inside the
+commands, so ``virnucpro --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from virnucpro_core.errors import ConfigError, ModelError
+from virnucpro_core.modelset import (
+    DEFAULT_DNABERT,
+    DNABERT_DIR,
+    ESM2_FILE,
+    ESM2_REGRESSION_URL,
+    ESM2_URL,
+    MLP_DIR,
+    MLP_URL,
+    MODEL_TYPES,
+    MODELS_ENV,
+    MODELS_JSON,
+    esm2_regression_path,
+    inspect_models_dir,
+    mlp_file_name,
+    models_dir_from_env,
+    sha256_file,
+)
+
+TINY_BANNER = (
+    "WARNING: these are RANDOM TINY models for tests and smoke runs. They are not the published "
+    "VirNucPro models and their predictions are not biologically meaningful."
+)
+
+
+@click.group("models")
+def models() -> None:
+    """Fetch, convert and inspect model files.
+
+    \b
+    A models directory (--models-dir DIR or $VIRNUCPRO_MODELS) holds:
+      models.json                          what is where (+ SHA-256)
+      esm2/esm2_t36_3B_UR50D.pt            ESM-2 3B (+ -contact-regression.pt)
+      dnabert/DNABERT-S/                   DNABERT-S (Hugging Face folder)
+      mlp/300_model.pth, mlp/500_model.pth the published classifiers
+    """
+
+
+# --------------------------------------------------------------------------- import-mlp
+
+
+@models.command("import-mlp")
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write OUT.safetensors (+ OUT.json) [default: beside SOURCE].")
+def import_mlp(source: Path, output: Path | None) -> None:
+    """Convert an original pickled MLP (300_model.pth / 500_model.pth) to safetensors + JSON.
+
+    The pickle is read with a restricted unpickler: only the MLP's own classes and
+    tensors are allowed, so nothing in the file can run.
+    """
+    from virnucpro_core.classifier import load_original_mlp, save_mlp
+
+    if not source.is_file():
+        raise ModelError(f"MLP file {source} does not exist")
+    model = load_original_mlp(source)
+    output = output if output is not None else source.with_suffix(".safetensors")
+    if output.suffix != ".safetensors":
+        output = output.with_name(output.name + ".safetensors")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    weights, config = save_mlp(model, output, source=source)
+    c = model.config
+    click.echo(f"wrote {weights} and {config} (input {c.input_dim}, hidden {c.hidden_dim}, classes {c.num_class})")
+
+
+# --------------------------------------------------------------------------- init-tiny
+
+
+@models.command("init-tiny")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
+@click.option("--force", is_flag=True, help="Overwrite a model set already in DIRECTORY.")
+def init_tiny(directory: Path, seed: int, force: bool) -> None:
+    """Write a tiny RANDOM model set into DIRECTORY, for smoke tests.
+
+    The files have the real formats and layout, so `virnucpro predict --models-dir
+    DIRECTORY` runs end to end in seconds on a CPU. The predictions mean nothing.
+    """
+    from virnucpro_core.testing.models import write_tiny_model_set
+
+    if (directory / MODELS_JSON).exists() and not force:
+        raise ConfigError(f"{directory / MODELS_JSON} already exists: choose another directory or pass --force")
+    click.echo(TINY_BANNER, err=True)
+    write_tiny_model_set(directory, seed=seed)
+    click.echo(f"wrote a tiny model set to {directory} (use --models-dir {directory})")
+    click.echo(TINY_BANNER, err=True)
+
+
+# --------------------------------------------------------------------------- download
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file to fetch: from ``url`` to ``relpath`` inside the models directory."""
+
+    role: str
+    url: str
+    relpath: str
+
+
+def download_plan(model_types: tuple[int, ...], *, esm: bool, mlp: bool) -> list[RemoteFile]:
+    """The single files ``download`` fetches (DNABERT-S is a folder, fetched separately)."""
+    plan: list[RemoteFile] = []
+    if esm:
+        plan.append(RemoteFile("ESM-2 3B", ESM2_URL, ESM2_FILE))
+        plan.append(RemoteFile("ESM-2 3B contact regression", ESM2_REGRESSION_URL,
+                               esm2_regression_path(Path(ESM2_FILE)).as_posix()))
+    if mlp:
+        for model_type in model_types:
+            plan.append(RemoteFile(f"MLP {model_type}", MLP_URL.format(model_type=model_type),
+                                   f"{MLP_DIR}/{mlp_file_name(model_type)}"))
+    return plan
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def fetch_url(url: str, dest: Path, *, progress: bool = True) -> None:
+    """Download ``url`` to ``dest``; ``dest`` exists only once the download is complete.
+
+    ``torch.hub.download_url_to_file`` writes to a temporary file and renames it
+    at the end; we hand it a temporary name of our own as well and clean it up on
+    failure, so an interrupted download never leaves a partial file under ``dest``.
+    """
+    import torch.hub
+
+    from virnucpro_core.atomic import atomic_path
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_path(dest) as tmp:
+            torch.hub.download_url_to_file(url, str(tmp), progress=progress)
+    except Exception as exc:
+        raise ModelError(
+            f"could not download {url} to {dest}: {_reason(exc)}; check network access, "
+            f"or fetch the file another way and place it at {dest}"
+        ) from None
+
+
+def fetch_dnabert(dest: Path, *, revision: str | None) -> None:
+    """Snapshot ``zhihan1996/DNABERT-S`` (remote code included) into ``dest`` atomically.
+
+    The snapshot goes to ``.<name>.partial`` beside ``dest`` and is renamed when
+    complete; the partial folder is kept on failure, so the hub client resumes there.
+    """
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise ModelError(
+            "huggingface_hub is not installed, so DNABERT-S cannot be fetched: pip install huggingface_hub "
+            "(or 'virnucpro[download]'), or pass --skip-dnabert"
+        ) from None
+    partial = dest.with_name(f".{dest.name}.partial")
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        snapshot_download(repo_id=DEFAULT_DNABERT, revision=revision, local_dir=str(partial))
+    except Exception as exc:
+        raise ModelError(
+            f"could not download {DEFAULT_DNABERT} from the Hugging Face hub to {dest}: {_reason(exc)}; "
+            f"check network access, or copy a DNABERT-S folder to {dest}"
+        ) from None
+    if not (partial / "config.json").is_file():
+        raise ModelError(f"the {DEFAULT_DNABERT} snapshot in {partial} has no config.json; delete it and retry")
+    if dest.exists():
+        shutil.rmtree(dest)
+    partial.replace(dest)
+
+
+def _folder_sha256(root: Path, folder: Path) -> dict[str, str]:
+    return {
+        path.relative_to(root).as_posix(): sha256_file(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and ".cache" not in path.relative_to(folder).parts
+    }
+
+
+def _validate_mlp(path: Path) -> None:
+    """A downloaded MLP must load safely (catches HTML error pages and LFS pointers)."""
+    from virnucpro_core.classifier import load_mlp
+
+    try:
+        load_mlp(path)
+    except ModelError as exc:
+        path.unlink(missing_ok=True)
+        raise ModelError(f"the downloaded {path.name} is not a usable MLP and was removed: {exc}") from None
+
+
+@models.command("download")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help=f"Models directory to fill [default: ${MODELS_ENV}].")
+@click.option("--model-type", type=click.Choice(["300", "500", "all"]), default="all", show_default=True,
+              help="Which published MLP(s) to fetch.")
+@click.option("--skip-esm", is_flag=True, help="Do not fetch ESM-2 3B (5.7 GB); fair-esm's own cache is used instead.")
+@click.option("--skip-dnabert", is_flag=True, help="Do not fetch DNABERT-S; the Hugging Face cache is used instead.")
+@click.option("--skip-mlp", is_flag=True, help="Do not fetch the MLPs.")
+@click.option("--dnabert-revision", default=None, help="Hugging Face revision (commit) of DNABERT-S [latest].")
+@click.option("--force", is_flag=True, help="Fetch again files that are already present.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def download(directory: Path | None, model_type: str, skip_esm: bool, skip_dnabert: bool, skip_mlp: bool,
+             dnabert_revision: str | None, force: bool, quiet: bool) -> None:
+    """Download the published models into a models directory.
+
+    Files already present are kept (so an interrupted download resumes from the
+    next file); a file appears under its final name only once complete. SHA-256 of
+    every file is recorded in DIR/models.json, written last.
+    """
+    directory = directory if directory is not None else models_dir_from_env()
+    if directory is None:
+        raise ConfigError(f"no models directory: pass --dir DIR or set {MODELS_ENV}")
+    directory = directory.expanduser().absolute()
+    manifest = directory / MODELS_JSON
+    previous: dict = {}
+    if manifest.exists():
+        try:
+            previous = json.loads(manifest.read_text(encoding="utf-8"))
+        except ValueError:
+            raise ModelError(f"{manifest} is not valid JSON: fix or delete it") from None
+        if not isinstance(previous, dict):
+            raise ModelError(f"{manifest} must hold a JSON object: fix or delete it")
+        if previous.get("kind") == "tiny":
+            raise ConfigError(f"{directory} holds a tiny random model set: download the real models to another --dir")
+    model_types = MODEL_TYPES if model_type == "all" else (int(model_type),)
+    created = [d for d in (directory, directory / "esm2", directory / MLP_DIR, directory / "dnabert") if not d.exists()]
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        _download_into(directory, previous, model_types, skip_esm=skip_esm, skip_dnabert=skip_dnabert,
+                       skip_mlp=skip_mlp, dnabert_revision=dnabert_revision, force=force, quiet=quiet)
+    except BaseException:
+        for folder in reversed(created):  # leave no empty folders of ours behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _download_into(directory: Path, previous: dict, model_types: tuple[int, ...], *, skip_esm: bool,
+                   skip_dnabert: bool, skip_mlp: bool, dnabert_revision: str | None, force: bool,
+                   quiet: bool) -> None:
+    from virnucpro_core.atomic import write_json_atomic
+
+    manifest = directory / MODELS_JSON
+
+    sha = dict(previous.get("sha256", {})) if isinstance(previous.get("sha256"), dict) else {}
+    sources = dict(previous.get("sources", {})) if isinstance(previous.get("sources"), dict) else {}
+    for item in download_plan(model_types, esm=not skip_esm, mlp=not skip_mlp):
+        dest = directory / item.relpath
+        if dest.is_file() and not force:
+            click.echo(f"{item.role}: {dest} already present")
+        else:
+            click.echo(f"{item.role}: downloading {item.url}")
+            fetch_url(item.url, dest, progress=not quiet)
+            if item.role.startswith("MLP"):
+                _validate_mlp(dest)
+        sha[item.relpath] = sha256_file(dest)
+        sources[item.relpath] = item.url
+    if not skip_dnabert:
+        dest = directory / DNABERT_DIR
+        if (dest / "config.json").is_file() and not force:
+            click.echo(f"DNABERT-S: {dest} already present")
+        else:
+            click.echo(f"DNABERT-S: downloading {DEFAULT_DNABERT} from the Hugging Face hub")
+            fetch_dnabert(dest, revision=dnabert_revision)
+        sha.update(_folder_sha256(directory, dest))
+        sources[DNABERT_DIR] = f"https://huggingface.co/{DEFAULT_DNABERT}" + (
+            f"/tree/{dnabert_revision}" if dnabert_revision else "")
+
+    doc = {"kind": "real"}
+    for key in ("esm2", "dnabert"):
+        if key in previous:
+            doc[key] = previous[key]
+    if (directory / ESM2_FILE).is_file():
+        doc["esm2"] = ESM2_FILE
+    if (directory / DNABERT_DIR / "config.json").is_file():
+        doc["dnabert"] = DNABERT_DIR
+    mlps = dict(previous.get("mlp", {})) if isinstance(previous.get("mlp"), dict) else {}
+    for t in MODEL_TYPES:
+        if (directory / MLP_DIR / mlp_file_name(t)).is_file():
+            mlps.setdefault(str(t), f"{MLP_DIR}/{mlp_file_name(t)}")
+    doc["mlp"] = mlps
+    doc["sha256"] = {k: v for k, v in sorted(sha.items()) if (directory / k).is_file()}
+    doc["sources"] = dict(sorted(sources.items()))
+    write_json_atomic(manifest, doc)
+    click.echo(f"wrote {manifest}; use --models-dir {directory} or set {MODELS_ENV}={directory}")
+
+
+# --------------------------------------------------------------------------- list
+
+
+@models.command("list")
+@click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help=f"Models directory [default: ${MODELS_ENV}].")
+@click.option("--verify", is_flag=True, help="Recompute SHA-256 of every file and compare with models.json; exit 1 on any problem.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_models(models_dir: Path | None, verify: bool, as_json: bool) -> None:
+    """Show what a models directory holds and what is missing."""
+    models_dir = models_dir if models_dir is not None else models_dir_from_env()
+    if models_dir is None:
+        raise ConfigError(f"no models directory: pass --models-dir DIR or set {MODELS_ENV}")
+    layout, statuses = inspect_models_dir(models_dir, verify=verify)
+    if as_json:
+        click.echo(json.dumps({
+            "root": str(layout.root),
+            "kind": layout.kind,
+            "models_json": layout.has_manifest,
+            "files": [
+                {"role": s.role, "path": str(s.path), "present": s.present,
+                 "sha256": s.expected_sha256, "sha256_ok": s.sha256_ok}
+                for s in statuses
+            ],
+        }, indent=2))
+    else:
+        source = MODELS_JSON if layout.has_manifest else "default layout, no models.json"
+        click.echo(f"{layout.root} ({layout.kind}; {source})")
+        for s in statuses:
+            state = "ok" if s.present else "MISSING"
+            if s.sha256_ok is False:
+                state = "SHA-256 MISMATCH"
+            elif s.sha256_ok:
+                state = "ok (SHA-256 verified)"
+            click.echo(f"  {s.role:<28} {state:<22} {layout.relative(s.path)}")
+        if layout.tiny:
+            click.echo(TINY_BANNER)
+    if verify:
+        bad = [s for s in statuses if not s.ok]
+        if bad:
+            names = ", ".join(f"{layout.relative(s.path)} ({'missing' if not s.present else 'SHA-256 mismatch'})" for s in bad)
+            raise ModelError(f"{layout.root}: {names}; re-run `{layout.fetch_hint()}`")

@@ -1,0 +1,368 @@
+"""Which model files a run uses: a models directory, explicit options, hub names.
+
+A *models directory* (``--models-dir DIR`` or ``$VIRNUCPRO_MODELS``) holds one
+consistent set::
+
+    DIR/models.json                   {"kind": "real"|"tiny", "esm2": "esm2/<name>.pt",
+                                       "dnabert": "dnabert/DNABERT-S",
+                                       "mlp": {"300": "mlp/300_model.pth", "500": "mlp/500_model.pth"},
+                                       "sha256": {"<relative path>": "<hex>"}}
+    DIR/esm2/esm2_t36_3B_UR50D.pt     (+ esm2_t36_3B_UR50D-contact-regression.pt)
+    DIR/dnabert/DNABERT-S/            a Hugging Face folder, remote code included
+    DIR/mlp/300_model.pth, 500_model.pth   (or <stem>.safetensors + <stem>.json)
+
+``virnucpro models download`` lays out the real set, ``virnucpro models init-tiny``
+a tiny random one for smoke tests. Without ``models.json`` the default layout above
+is assumed. A key left out of ``models.json`` (``esm2`` after ``download
+--skip-esm``) means the hub default for that model.
+
+Resolution order, per model: an explicit option wins, then the directory, then (ESM-2
+and DNABERT-S only) the hub name, which the backends resolve through their own
+caches. The MLP has no hub: without a directory or ``--mlp`` it is an error that says
+which file to put where. Every missing file is one line naming its path.
+
+This module imports nothing heavy; it is used by the CLI before any model loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from virnucpro_core.errors import ConfigError, ModelError
+
+MODELS_ENV = "VIRNUCPRO_MODELS"
+MODELS_JSON = "models.json"
+MODEL_TYPES: tuple[int, ...] = (300, 500)
+KINDS: tuple[str, ...] = ("real", "tiny")
+
+DEFAULT_ESM2 = "esm2_t36_3B_UR50D"
+DEFAULT_DNABERT = "zhihan1996/DNABERT-S"
+
+#: Default layout, relative to a models directory.
+ESM2_FILE = f"esm2/{DEFAULT_ESM2}.pt"
+DNABERT_DIR = "dnabert/DNABERT-S"
+MLP_DIR = "mlp"
+
+#: Where ``virnucpro models download`` fetches the published files from.
+ESM2_URL = f"https://dl.fbaipublicfiles.com/fair-esm/models/{DEFAULT_ESM2}.pt"
+ESM2_REGRESSION_URL = f"https://dl.fbaipublicfiles.com/fair-esm/regression/{DEFAULT_ESM2}-contact-regression.pt"
+MLP_URL = "https://raw.githubusercontent.com/Li-Jing-1997/VirNucPro/main/{model_type}_model.pth"
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """The three models of one run, resolved.
+
+    ``esm2`` and ``dnabert`` are either absolute local paths (as strings) or hub
+    names for the backends to resolve. ``mlp`` is always a local file. ``tiny`` is
+    true for a set written by ``virnucpro models init-tiny`` (random weights: results
+    mean nothing). ``root`` is the models directory used, if any.
+    """
+
+    esm2: str
+    dnabert: str
+    mlp: Path
+    tiny: bool
+    root: Path | None
+    model_type: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form, for run manifests."""
+        return {
+            "model_type": self.model_type,
+            "esm2": self.esm2,
+            "dnabert": self.dnabert,
+            "mlp": str(self.mlp),
+            "tiny": self.tiny,
+            "root": str(self.root) if self.root else None,
+        }
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks (model files are gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def mlp_file_name(model_type: int) -> str:
+    return f"{model_type}_model.pth"
+
+
+def check_model_type(model_type: int) -> int:
+    try:
+        value = int(model_type)
+    except (TypeError, ValueError):
+        value = -1
+    if value not in MODEL_TYPES:
+        raise ConfigError(f"--model-type must be 300 or 500, not {model_type!r}")
+    return value
+
+
+def models_dir_from_env() -> Path | None:
+    """``$VIRNUCPRO_MODELS`` as a path, or ``None`` when unset or empty."""
+    value = os.environ.get(MODELS_ENV, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+@dataclass(frozen=True)
+class ModelsDir:
+    """A models directory as its ``models.json`` (or the default layout) describes it.
+
+    Relative paths are resolved against ``root``. ``esm2``/``dnabert`` are ``None``
+    when ``models.json`` leaves them out (hub default). ``mlp`` maps ``"300"``/``"500"``
+    to files that may or may not exist.
+    """
+
+    root: Path
+    kind: str
+    has_manifest: bool
+    esm2: Path | None
+    dnabert: Path | None
+    mlp: Mapping[str, Path]
+    sha256: Mapping[str, str]
+
+    @property
+    def tiny(self) -> bool:
+        return self.kind == "tiny"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MODELS_JSON
+
+    def fetch_hint(self) -> str:
+        """The command that (re)creates this directory's files."""
+        if self.tiny:
+            return f"virnucpro models init-tiny {self.root}"
+        return f"virnucpro models download --dir {self.root}"
+
+    def relative(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+
+def _default_mlp(root: Path, model_type: int) -> Path:
+    """``mlp/<type>_model.safetensors`` when converted (with its JSON), else the ``.pth``."""
+    safe = root / MLP_DIR / f"{model_type}_model.safetensors"
+    if safe.is_file() and safe.with_suffix(".json").is_file():
+        return safe
+    return root / MLP_DIR / mlp_file_name(model_type)
+
+
+def read_models_dir(root: Path | str) -> ModelsDir:
+    """Read ``root/models.json`` (or assume the default layout); files may be missing."""
+    root = Path(root).expanduser().absolute()
+    if not root.is_dir():
+        raise ModelError(
+            f"models directory {root} does not exist: create it with `virnucpro models download --dir {root}` "
+            f"(or `virnucpro models init-tiny {root}` for a smoke test)"
+        )
+    manifest = root / MODELS_JSON
+    if not manifest.exists():
+        return ModelsDir(
+            root=root,
+            kind="real",
+            has_manifest=False,
+            esm2=root / ESM2_FILE,
+            dnabert=root / DNABERT_DIR,
+            mlp={str(t): _default_mlp(root, t) for t in MODEL_TYPES},
+            sha256={},
+        )
+    try:
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f"{manifest} is not valid JSON ({reason}): fix or delete it") from None
+    if not isinstance(doc, dict):
+        raise ModelError(f"{manifest} must hold a JSON object: fix or delete it")
+    kind = doc.get("kind", "real")
+    if kind not in KINDS:
+        raise ModelError(f"{manifest}: \"kind\" must be one of {', '.join(KINDS)}, not {kind!r}")
+
+    def local(key: str, value: Any) -> Path:
+        if not isinstance(value, str) or not value:
+            raise ModelError(f"{manifest}: {key} must be a path relative to {root}")
+        return (root / value).absolute() if not Path(value).is_absolute() else Path(value)
+
+    mlp_doc = doc.get("mlp", {})
+    if not isinstance(mlp_doc, dict):
+        raise ModelError(f"{manifest}: \"mlp\" must map \"300\"/\"500\" to files")
+    sha = doc.get("sha256", {})
+    return ModelsDir(
+        root=root,
+        kind=kind,
+        has_manifest=True,
+        esm2=local("esm2", doc["esm2"]) if doc.get("esm2") is not None else None,
+        dnabert=local("dnabert", doc["dnabert"]) if doc.get("dnabert") is not None else None,
+        mlp={str(k): local(f"mlp.{k}", v) for k, v in mlp_doc.items()},
+        sha256=dict(sha) if isinstance(sha, dict) else {},
+    )
+
+
+def esm2_regression_path(esm2_file: Path) -> Path:
+    """fair-esm loads ``<stem>-contact-regression.pt`` from beside an ESM-2 ``.pt``."""
+    return esm2_file.with_name(esm2_file.stem + "-contact-regression.pt")
+
+
+def _explicit_model(value: str, what: str, option: str) -> str:
+    """A local path (made absolute) if it exists or looks like one, else a hub name."""
+    path = Path(value).expanduser()
+    if path.exists():
+        return str(path.absolute())
+    if value.startswith(("/", "./", "../", "~")) or value.endswith(".pt"):
+        raise ModelError(f"{what} {path} (from {option}) does not exist: fix the path or pass a model name")
+    return value
+
+
+def resolve_model_set(
+    model_type: int,
+    *,
+    models_dir: Path | None = None,
+    esm_model: str | None = None,
+    dnabert_model: str | None = None,
+    mlp: Path | None = None,
+) -> ModelSet:
+    """Resolve the ESM-2, DNABERT-S and MLP of a ``--model-type`` run.
+
+    Explicit options win, then ``models_dir`` (or ``$VIRNUCPRO_MODELS``), then the
+    hub names for ESM-2 and DNABERT-S. Only files that come from the directory or
+    an explicit path are checked here; hub names are the backends' business.
+    Raises :class:`ModelError` (one line, naming the path) for anything missing.
+    """
+    model_type = check_model_type(model_type)
+    root = Path(models_dir).expanduser() if models_dir is not None else models_dir_from_env()
+    layout = read_models_dir(root) if root is not None else None
+    hint = layout.fetch_hint() if layout else ""
+
+    if esm_model:
+        esm2 = _explicit_model(esm_model, "ESM-2 model", "--esm-model")
+    elif layout is not None and layout.esm2 is not None:
+        esm_file = layout.esm2
+        if not esm_file.is_file():
+            raise ModelError(
+                f"ESM-2 weights {esm_file} are missing: run `{hint}` or pass --esm-model NAME|PATH"
+            )
+        regression = esm2_regression_path(esm_file)
+        if not regression.is_file():
+            raise ModelError(
+                f"ESM-2 contact-regression weights {regression} are missing (fair-esm loads them from beside "
+                f"{esm_file.name}): run `{hint}` or pass --esm-model NAME|PATH"
+            )
+        esm2 = str(esm_file)
+    else:
+        esm2 = DEFAULT_ESM2
+
+    if dnabert_model:
+        dnabert = _explicit_model(dnabert_model, "DNABERT-S model", "--dnabert-model")
+    elif layout is not None and layout.dnabert is not None:
+        folder = layout.dnabert
+        if not (folder / "config.json").is_file():
+            state = "has no config.json" if folder.is_dir() else "is missing"
+            raise ModelError(
+                f"DNABERT-S folder {folder} {state}: run `{hint}` or pass --dnabert-model NAME|PATH"
+            )
+        dnabert = str(folder)
+    else:
+        dnabert = DEFAULT_DNABERT
+
+    mlp_path = _resolve_mlp(model_type, mlp, layout)
+    return ModelSet(
+        esm2=esm2,
+        dnabert=dnabert,
+        mlp=mlp_path,
+        tiny=bool(layout and layout.tiny),
+        root=layout.root if layout else None,
+        model_type=model_type,
+    )
+
+
+def _resolve_mlp(model_type: int, mlp: Path | None, layout: ModelsDir | None) -> Path:
+    name = mlp_file_name(model_type)
+    if mlp is not None:
+        path = Path(mlp).expanduser().absolute()
+        if not path.is_file():
+            raise ModelError(f"MLP file {path} (from --mlp) does not exist: fix the path")
+        return path
+    if layout is None:
+        raise ModelError(
+            f"no MLP for --model-type {model_type}: put {name} in DIR/mlp/ "
+            "(virnucpro models download --dir DIR) or pass --mlp PATH"
+        )
+    hint = layout.fetch_hint()
+    path = layout.mlp.get(str(model_type))
+    if path is None:
+        raise ModelError(
+            f"no MLP for --model-type {model_type} in {layout.manifest}: put {name} in {layout.root / MLP_DIR}/ "
+            f"and list it there ({hint}) or pass --mlp PATH"
+        )
+    if not path.is_file():
+        if layout.has_manifest:
+            raise ModelError(
+                f"MLP file {path} (listed in {layout.manifest}) is missing: put {path.name} there "
+                f"({hint}) or pass --mlp PATH"
+            )
+        raise ModelError(
+            f"no MLP for --model-type {model_type}: put {name} in {path.parent}/ ({hint}) or pass --mlp PATH"
+        )
+    if path.suffix == ".safetensors" and not path.with_suffix(".json").is_file():
+        raise ModelError(
+            f"MLP config {path.with_suffix('.json')} is missing (it must sit beside {path.name}): "
+            "re-create both with `virnucpro models import-mlp`"
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class ModelFileStatus:
+    """One file (or folder) a models directory should hold, and what we found."""
+
+    role: str
+    path: Path
+    present: bool
+    expected_sha256: str | None = None
+    sha256_ok: bool | None = None  # None: not verified
+
+    @property
+    def ok(self) -> bool:
+        return self.present and self.sha256_ok is not False
+
+
+def inspect_models_dir(root: Path | str, *, verify: bool = False) -> tuple[ModelsDir, list[ModelFileStatus]]:
+    """What ``root`` holds and what is missing; ``verify`` recomputes recorded SHA-256s."""
+    layout = read_models_dir(root)
+    entries: list[tuple[str, Path, bool]] = []
+    if layout.esm2 is not None:
+        entries.append(("esm2", layout.esm2, layout.esm2.is_file()))
+        regression = esm2_regression_path(layout.esm2)
+        entries.append(("esm2 contact regression", regression, regression.is_file()))
+    if layout.dnabert is not None:
+        entries.append(("dnabert", layout.dnabert, (layout.dnabert / "config.json").is_file()))
+    for model_type, path in sorted(layout.mlp.items()):
+        present = path.is_file()
+        entries.append((f"mlp {model_type}", path, present))
+        if path.suffix == ".safetensors":
+            config = path.with_suffix(".json")
+            entries.append((f"mlp {model_type} config", config, config.is_file()))
+    statuses: list[ModelFileStatus] = []
+    for role, path, present in entries:
+        rel = layout.relative(path)
+        expected = layout.sha256.get(rel)
+        ok: bool | None = None
+        if verify and present and expected and path.is_file():
+            ok = sha256_file(path) == expected
+        elif verify and present and path.is_dir():  # a folder: every file recorded under it
+            inside = {k: v for k, v in layout.sha256.items() if k.startswith(rel + "/")}
+            if inside:
+                ok = all((layout.root / k).is_file() and sha256_file(layout.root / k) == v for k, v in inside.items())
+        statuses.append(ModelFileStatus(role, path, present, expected, ok))
+    return layout, statuses
