@@ -1,0 +1,210 @@
+"""End to end: `virnucpro predict` with the installed esm2=v1 and dnabert=v1 plugins and tiny models.
+
+Needs the first-party plugins installed (requirements-dev.txt does that); the test is skipped,
+with the reason, where they are not.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from virnucpro_core.cli import cli
+from virnucpro_core.registry import load_registry
+
+DATA = Path(__file__).parent / "data"
+
+_installed = {b.key for b in load_registry().list_backends()}
+pytestmark = pytest.mark.skipif(
+    not {"esm2=v1", "dnabert=v1"} <= _installed,
+    reason="needs virnucpro-esm2-v1 and virnucpro-dnabert-v1 installed (pip install -r requirements-dev.txt)",
+)
+
+
+def h5_ids(path: Path) -> list[str]:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return [x.decode() if isinstance(x, bytes) else x for x in f["ids"][:]]
+
+
+def fasta_ids(path: Path) -> list[str]:
+    return [line[1:].split()[0] for line in path.read_text().splitlines() if line.startswith(">")]
+
+
+@pytest.fixture(scope="module")
+def two_genomes(tmp_path_factory) -> Path:
+    """Phage lambda (a virus) and 60 kb of H. pylori (a host), in one FASTA."""
+    path = tmp_path_factory.mktemp("input") / "mixed.fa"
+    with open(path, "w") as out:
+        for name in ("lambda_NC_001416.fa.gz", "hpylori_G27_first60kb.fa.gz"):
+            out.write(gzip.open(DATA / "genomes" / name, "rt").read())
+        out.write(">tiny_no_frames short read, a stop codon in all six frames\nCCTAGTTTAGCTTAA\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, two_genomes, tiny_models) -> tuple[Path, object]:
+    outdir = tmp_path_factory.mktemp("run") / "out"
+    result = CliRunner().invoke(cli, ["predict", str(two_genomes), "-o", str(outdir), "--models-dir", str(tiny_models),
+                                      "--device", "cpu", "-q", "--checkpoint-every", "100"])
+    return outdir, result
+
+
+def test_predict_writes_every_output_with_consistent_counts(run, two_genomes):
+    outdir, result = run
+    assert result.exit_code == 0, result.output
+    prep = outdir / "prepare"
+    frames = fasta_ids(prep / "mixed_identified_protein.faa")
+    assert fasta_ids(prep / "mixed_identified_nucleotide.fa") == frames
+    assert len(frames) == len(set(frames)) > 100
+    # every frame exactly once, in order, in both embedding files and in the per-frame results
+    assert h5_ids(outdir / "embeddings" / "nucleotide.h5") == frames
+    assert h5_ids(outdir / "embeddings" / "protein.h5") == frames
+    lines = (outdir / "prediction_results.txt").read_text().splitlines()
+    assert lines[0] == "Sequence_ID\tPrediction\tscore1\tscore2"
+    assert [line.split("\t")[0] for line in lines[1:]] == frames
+    chunks = sorted({f[:-2] for f in frames})
+    consensus = (outdir / "prediction_results_highestscore.csv").read_text().splitlines()
+    assert consensus[0] == "Modified_ID\tIs_Virus"
+    assert [line.split("\t")[0] for line in consensus[1:]] == chunks
+    summary = [line.split("\t") for line in (outdir / "sequence_summary.tsv").read_text().splitlines()]
+    assert [row[0] for row in summary[1:]] == ["gi|9626243|ref|NC_001416.1|", "gi|208433976|ref|NC_011333.1|_1-60000", "tiny_no_frames"]
+    by_id = {row[0]: dict(zip(summary[0], row)) for row in summary[1:]}
+    assert by_id["tiny_no_frames"]["call"] == "no_frames"
+    assert int(by_id["gi|9626243|ref|NC_001416.1|"]["chunks"]) == 98
+    assert sum(int(r["frames_scored"]) for r in by_id.values()) == len(frames)
+    manifest = json.loads((outdir / "run.json").read_text())
+    assert manifest["status"] == "done"
+    assert manifest["info"]["architecture"] == "esm2=v1 (virnucpro-esm2-v1 0.1.0), dnabert=v1 (virnucpro-dnabert-v1 0.1.0)"
+    counts = manifest["counts"]
+    assert counts["prepare"]["sequences"] == 3 and counts["prepare"]["frames"] == len(frames)
+    assert counts["embed_nucleotide"]["sequences"] == counts["embed_protein"]["sequences"] == len(frames)
+    assert counts["embed_protein"]["parts_computed"] == -(-len(frames) // 100)
+    assert counts["classify"]["frames_scored"] == len(frames) and counts["classify"]["chunks"] == len(chunks)
+    assert manifest["warning"].startswith("RANDOM TINY MODELS")
+    assert "NOT biologically meaningful" in (outdir / "WARNING_TINY_MODELS.txt").read_text()
+    assert not (outdir / "checkpoints").exists()
+    viral = fasta_ids(outdir / "viral_sequences.fa")
+    assert viral == [row[0] for row in summary[1:] if row[-1] == "virus"]
+
+
+def test_predict_reports_architecture_and_tiny_warning(run):
+    _, result = run
+    assert "architecture: esm2=v1 (virnucpro-esm2-v1 0.1.0), dnabert=v1 (virnucpro-dnabert-v1 0.1.0)" in result.output
+    assert "WARNING: RANDOM TINY MODELS" in result.output
+
+
+def test_prepare_inside_predict_matches_the_original_on_lambda(tmp_path, tiny_models):
+    outdir = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["predict", str(DATA / "genomes" / "lambda_NC_001416.fa.gz"), "-o", str(outdir),
+                                      "--models-dir", str(tiny_models), "--model-type", "300", "-q"])
+    assert result.exit_code == 0, result.output
+    prep = outdir / "prepare"
+    original = DATA / "original_lambda"
+    assert (prep / "lambda_NC_001416_chunked300.fa").read_bytes() == (original / "lambda_chunked300.fa").read_bytes()
+    assert (prep / "lambda_NC_001416_identified_protein.faa").read_bytes() == (original / "lambda_300_identified_protein.faa").read_bytes()
+    # a second run refuses to overwrite; --resume redoes nothing; the fingerprint guards settings
+    again = CliRunner().invoke(cli, ["predict", str(DATA / "genomes" / "lambda_NC_001416.fa.gz"), "-o", str(outdir),
+                                     "--models-dir", str(tiny_models), "--model-type", "300", "-q"])
+    assert again.exit_code == 2 and "already holds a predict run" in again.output and "--resume" in again.output
+    before = (outdir / "prediction_results.txt").stat().st_mtime_ns
+    resumed = CliRunner().invoke(cli, ["predict", str(DATA / "genomes" / "lambda_NC_001416.fa.gz"), "-o", str(outdir),
+                                       "--models-dir", str(tiny_models), "--model-type", "300", "-q", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert (outdir / "prediction_results.txt").stat().st_mtime_ns == before
+    assert json.loads((outdir / "run.json").read_text())["attempts"] == 2
+    other = CliRunner().invoke(cli, ["predict", str(DATA / "genomes" / "lambda_NC_001416.fa.gz"), "-o", str(outdir),
+                                     "--models-dir", str(tiny_models), "--model-type", "500", "-q", "--resume"])
+    assert other.exit_code == 2
+    assert "holds a run with different settings (" in other.output and "parameters.chunk_size: 300 -> 500" in other.output
+
+
+def test_resume_after_an_interrupted_embedding_reuses_finished_parts(tmp_path, tiny_models, two_genomes):
+    """Kill the run inside the protein stage, then --resume: finished parts are reused, nothing is lost."""
+    outdir = tmp_path / "out"
+    script = f"""
+import sys
+import virnucpro_esm2_v1.embedder as e
+calls = {{"n": 0}}
+original = e.Esm2V1Embedder.embed
+def embed(self, seqs, progress=None):
+    calls["n"] += 1
+    if calls["n"] == 3:
+        raise KeyboardInterrupt("simulated interruption")
+    return original(self, seqs, progress)
+e.Esm2V1Embedder.embed = embed
+from virnucpro_core.cli import main
+sys.argv = ["virnucpro", "predict", {str(two_genomes)!r}, "-o", {str(outdir)!r}, "--models-dir", {str(tiny_models)!r},
+            "-q", "--checkpoint-every", "50"]
+main()
+"""
+    crashed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert crashed.returncode != 0
+    parts = sorted((outdir / "checkpoints" / "protein").glob("part-*.h5"))
+    assert len(parts) == 2
+    manifest = json.loads((outdir / "run.json").read_text())
+    assert manifest["stages"]["embed_protein"]["status"] == "failed"
+    result = CliRunner().invoke(cli, ["predict", str(two_genomes), "-o", str(outdir), "--models-dir", str(tiny_models),
+                                      "-q", "--checkpoint-every", "50", "--resume"])
+    assert result.exit_code == 0, result.output
+    counts = json.loads((outdir / "run.json").read_text())["counts"]
+    assert counts["embed_protein"]["parts_reused"] == 2
+    frames = fasta_ids(outdir / "prepare" / "mixed_identified_protein.faa")
+    assert h5_ids(outdir / "embeddings" / "protein.h5") == frames
+
+
+def test_stdin_input_and_viral_fasta_rebuilt_from_chunks(tmp_path, tiny_models):
+    seq = gzip.open(DATA / "genomes" / "lambda_NC_001416.fa.gz", "rt").read()
+    outdir = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["predict", "-", "-o", str(outdir), "--models-dir", str(tiny_models), "-q",
+                                      "--min-viral-fraction", "0"], input=seq)
+    assert result.exit_code == 0, result.output
+    assert (outdir / "prepare" / "stdin_identified_protein.faa").exists()
+    viral = (outdir / "viral_sequences.fa").read_text().split("\n", 1)
+    assert viral[0] == ">gi|9626243|ref|NC_001416.1|"
+    assert viral[1].replace("\n", "") == "".join(seq.split("\n", 1)[1].split())
+
+
+def test_bad_input_is_one_line_without_traceback(tmp_path, tiny_models):
+    protein = tmp_path / "proteins.fa"
+    protein.write_text(">p1\nMKVLAAGIVALLLAAGCSSSEEQPTQWQRFLQ\n")
+    result = subprocess.run([sys.executable, "-m", "virnucpro_core", "predict", str(protein), "-o", str(tmp_path / "o"),
+                             "--models-dir", str(tiny_models)], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and str(protein) in errors[0] and "p1" in errors[0]
+
+
+def test_unknown_backend_and_missing_mlp_are_one_line_errors(tmp_path, tiny_models, two_genomes):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["predict", str(two_genomes), "-o", str(tmp_path / "a"), "--backend", "esm2=v7",
+                                 "--models-dir", str(tiny_models)])
+    assert result.exit_code == 1
+    assert "Error: backend esm2=v7 is not installed; installed esm2 versions: v1" in result.output
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(cli, ["predict", str(two_genomes), "-o", str(tmp_path / "b"), "--models-dir", str(tmp_path / "empty")])
+    assert result.exit_code == 1
+    assert "esm2/esm2_t36_3B_UR50D.pt" in result.output and result.output.count("\n") == 1
+    tiny = json.loads((tiny_models / "models.json").read_text())
+    result = runner.invoke(cli, ["predict", str(two_genomes), "-o", str(tmp_path / "c"), "--models-dir", str(tmp_path / "empty"),
+                                 "--esm-model", str(tiny_models / tiny["esm2"]), "--dnabert-model", str(tiny_models / tiny["dnabert"])])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: no MLP for --model-type 500: put 500_model.pth in ")
+    assert result.output.count("\n") == 1
+
+
+def test_kmer_backend_cannot_feed_the_published_mlp(tmp_path, tiny_models, two_genomes):
+    if "kmer=v1" not in _installed:
+        pytest.skip("virnucpro-kmer not installed")
+    result = CliRunner().invoke(cli, ["predict", str(two_genomes), "-o", str(tmp_path / "k"), "--backend", "kmer=v1",
+                                      "--models-dir", str(tiny_models), "-q"])
+    assert result.exit_code == 1
+    assert "the MLP expects 64 features but the embeddings give 288 (256 nucleotide + 32 protein)" in result.output

@@ -1,0 +1,44 @@
+"""``virnucpro classify``: embeddings in, the original result files out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from virnucpro_core.commands.common import logging_options
+
+
+@click.command(name="classify")
+@click.option("--nucleotide", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Nucleotide (DNABERT-S) embeddings, any registered format.")
+@click.option("--protein", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Protein (ESM-2) embeddings, any registered format.")
+@click.option("--mlp", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The MLP: the original 300_model.pth/500_model.pth, or .safetensors from `virnucpro models import-mlp`.")
+@click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory for the result files.")
+@click.option("--nucleotide-format", default=None, help="Format of --nucleotide [from its suffix].")
+@click.option("--protein-format", default=None, help="Format of --protein [from its suffix].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@logging_options
+def classify(nucleotide: Path, protein: Path, mlp: Path, outdir: Path, nucleotide_format: str | None, protein_format: str | None,
+             device: str, verbose: int, quiet: bool, log_file: Path | None) -> None:
+    """Merge embeddings by ID, score each frame with the MLP, write the original result files.
+
+    \b
+      OUTDIR/prediction_results.txt               Sequence_ID, Prediction (virus|others), score1, score2
+      OUTDIR/prediction_results_highestscore.csv  per chunk: Modified_ID, Is_Virus (tab-separated)
+
+    IDs present in only one file are counted and reported, never silently dropped.
+
+    \b
+    Example (the original tool's own .pt files work too):
+      virnucpro classify --nucleotide output_1_DNABERT_S.pt --protein output_1_ESM.pt --mlp 500_model.pth -o results/
+    """
+    from virnucpro_core.classify import classify_embeddings
+    from virnucpro_core.devices import resolve_device
+    from virnucpro_core.logs import setup_logging
+
+    setup_logging(verbose, quiet, log_file)
+    result = classify_embeddings(nucleotide, protein, mlp, outdir, device=resolve_device(device),
+                                 nucleotide_format=nucleotide_format, protein_format=protein_format)
+    click.echo(f"{result.merge.summary()}")
+    click.echo(f"{result.frames_scored} frames scored ({result.frames_viral} virus) in {result.chunks} chunks -> "
+               f"{result.predictions}, {result.consensus}")

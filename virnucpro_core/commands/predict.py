@@ -1,0 +1,78 @@
+"""``virnucpro predict``: the whole published method, stage by stage, resumable."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from virnucpro_core.commands.common import backend_options, device_options, logging_options, resume_options
+
+log = logging.getLogger(__name__)
+
+
+@click.command(name="predict")
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory (created; holds every output and run.json).")
+@click.option("--model-type", type=click.Choice(["300", "500"]), default="500", show_default=True, help="Which published MLP to use; also sets --chunk-size.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="Chunk length in bp [= --model-type]. Other sizes do not match the published MLPs.")
+@click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path), envvar="VIRNUCPRO_MODELS", default=None, help="Directory from `virnucpro models download` (or init-tiny) [env VIRNUCPRO_MODELS].")
+@click.option("--esm-model", default=None, help="ESM-2 model name or checkpoint path [models dir, else esm2_t36_3B_UR50D].")
+@click.option("--dnabert-model", default=None, help="DNABERT-S Hugging Face id or folder [models dir, else zhihan1996/DNABERT-S].")
+@click.option("--mlp", type=click.Path(dir_okay=False, path_type=Path), default=None, help="MLP file (.pth original or .safetensors) [models dir].")
+@click.option("--min-viral-fraction", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True, help="sequence_summary.tsv calls a sequence virus when at least this fraction of its scored chunks is viral.")
+@backend_options
+@device_options
+@resume_options
+@logging_options
+def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | None, models_dir: Path | None, esm_model: str | None,
+            dnabert_model: str | None, mlp: Path | None, min_viral_fraction: float, backend_specs: tuple[str, ...], v1_fallback: bool,
+            verbose: int, quiet: bool, log_file: Path | None, **runtime_flags) -> None:
+    """Predict which sequences of INPUT are viral.
+
+    INPUT is FASTA or FASTQ (plain, .gz, .bz2, .xz, or - for stdin). Stages: prepare
+    (chunk + six-frame translation), embed nucleotide (DNABERT-S), embed protein
+    (ESM-2), classify (MLP), report. Each stage's output is recorded in OUTDIR/run.json;
+    --resume continues an interrupted run.
+
+    \b
+    Outputs in OUTDIR:
+      prediction_results.txt               per frame: virus|others, score1 (others), score2 (virus)
+      prediction_results_highestscore.csv  per chunk: Is_Virus (the original consensus)
+      sequence_summary.tsv                 per input sequence: chunks, viral fraction, scores, call
+      viral_sequences.fa                   the input sequences called virus
+      prepare/, embeddings/, run.json      intermediate files and the run manifest
+
+    \b
+    Examples:
+      virnucpro models download --dir ~/virnucpro-models          # once, online
+      virnucpro predict contigs.fa -o results --models-dir ~/virnucpro-models
+      virnucpro predict reads.fq.gz -o results --model-type 300 --device cuda:1 --precision bf16
+      virnucpro predict contigs.fa -o results --resume             # after an interruption
+      virnucpro models init-tiny /tmp/tiny && virnucpro predict contigs.fa -o smoke --models-dir /tmp/tiny
+    """
+    from virnucpro_core.logs import setup_logging
+    from virnucpro_core.pipeline import PredictRequest, run_predict
+
+    from virnucpro_core.commands.common import runtime_from_options
+
+    setup_logging(verbose, quiet, log_file)
+    runtime = runtime_from_options(runtime_flags)
+    request = PredictRequest(
+        input_path=input_path,
+        outdir=outdir,
+        model_type=int(model_type),
+        chunk_size=chunk_size or int(model_type),
+        models_dir=models_dir,
+        esm_model=esm_model,
+        dnabert_model=dnabert_model,
+        mlp=mlp,
+        min_viral_fraction=min_viral_fraction,
+        backend_specs=tuple(backend_specs),
+        v1_fallback=v1_fallback,
+        progress=not quiet,
+    )
+    summary = run_predict(request, runtime)
+    for line in summary.lines():
+        click.echo(line)

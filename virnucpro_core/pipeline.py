@@ -1,0 +1,235 @@
+"""The ``predict`` pipeline: prepare → embed nucleotide → embed protein → classify → report.
+
+Each stage runs through the run directory's stage runner, so it is recorded in
+``run.json`` and skipped by ``--resume`` once done. Counts are checked between
+stages: every stop-free frame from prepare must have exactly one nucleotide row,
+one protein row and one scored line; a difference stops the run with a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from virnucpro_core.errors import VirnucproError
+from virnucpro_core.runtime import RuntimeConfig
+
+log = logging.getLogger(__name__)
+
+TINY_WARNING = "RANDOM TINY MODELS: these results are NOT biologically meaningful (models from `virnucpro models init-tiny`)"
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    input_path: str
+    outdir: Path
+    model_type: int = 500
+    chunk_size: int = 500
+    models_dir: Path | None = None
+    esm_model: str | None = None
+    dnabert_model: str | None = None
+    mlp: Path | None = None
+    min_viral_fraction: float = 0.5
+    backend_specs: tuple[str, ...] = ()
+    v1_fallback: bool = False
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class PredictSummary:
+    outdir: Path
+    architecture: str
+    counts: dict[str, dict[str, Any]]
+    seconds: float
+    tiny: bool
+    resumed: bool
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def lines(self) -> list[str]:
+        p = self.counts.get("prepare", {})
+        c = self.counts.get("classify", {})
+        r = self.counts.get("report", {})
+        out = [
+            f"architecture: {self.architecture}",
+            f"{p.get('sequences', 0)} sequences ({p.get('bases', 0)} bp) -> {p.get('chunks', 0)} chunks -> "
+            f"{p.get('frames', 0)} stop-free frames",
+            f"{c.get('frames_scored', 0)} frames scored, {c.get('frames_viral', 0)} virus; "
+            f"{r.get('viral_chunks', 0)} of {c.get('chunks', 0)} chunks viral; "
+            f"{r.get('viral_sequences', 0)} of {p.get('sequences', 0)} sequences called virus",
+            f"results in {self.outdir} ({self.seconds:.1f} s{', resumed' if self.resumed else ''})",
+            *self.notes,
+        ]
+        if self.tiny:
+            out.append("WARNING: " + TINY_WARNING)
+        return out
+
+
+def _model_identity(value: str | Path) -> dict[str, Any]:
+    """What identifies a model for --resume: a hub name, or a local path with its size and mtime."""
+    path = Path(str(value)).expanduser()
+    if not path.exists():
+        return {"name": str(value)}
+    if path.is_dir():
+        files = [p for p in path.rglob("*") if p.is_file()]
+        return {"path": str(path.resolve()), "size": sum(p.stat().st_size for p in files),
+                "mtime_ns": max((p.stat().st_mtime_ns for p in files), default=0)}
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise VirnucproError(f"count check failed: {message}; this is a bug, please report it with run.json")
+
+
+def run_predict(request: PredictRequest, runtime: RuntimeConfig) -> PredictSummary:
+    from virnucpro_core.classifier import sha256_file
+    from virnucpro_core.classify import classify_embeddings
+    from virnucpro_core.devices import resolve_device
+    from virnucpro_core.embedding import embed_fasta
+    from virnucpro_core.modelset import resolve_model_set
+    from virnucpro_core.prepare import prepare_file
+    from virnucpro_core.registry import get_registry
+    from virnucpro_core.report import write_sequence_summary, write_viral_fasta
+    from virnucpro_core.rundir import Stage, describe_input, open_run
+    from virnucpro_core.selection import parse_backend_options, resolve_backends
+    from virnucpro_core.seqio import input_stem
+
+    start = time.monotonic()
+    registry = get_registry()
+    backends = resolve_backends(registry, parse_backend_options(request.backend_specs, v1_fallback=request.v1_fallback))
+    models = resolve_model_set(request.model_type, models_dir=request.models_dir, esm_model=request.esm_model,
+                               dnabert_model=request.dnabert_model, mlp=request.mlp)
+    device = resolve_device(runtime.device)
+    runtime.apply_threads()
+    log.info("architecture: %s", backends.architecture())
+    if models.tiny:
+        log.warning(TINY_WARNING)
+    if request.chunk_size != request.model_type:
+        log.warning("--chunk-size %d differs from --model-type %d: the published MLP was trained on %d bp chunks",
+                    request.chunk_size, request.model_type, request.model_type)
+
+    # Which model feeds which backend: the published pair by default, the user's choice otherwise.
+    model_for = {
+        "protein": request.esm_model or (models.esm2 if backends["protein"].family == "esm2" else None),
+        "nucleotide": request.dnabert_model or (models.dnabert if backends["nucleotide"].family == "dnabert" else None),
+    }
+    identity = {
+        "inputs": [describe_input(request.input_path)],
+        "parameters": {"chunk_size": request.chunk_size, "model_type": request.model_type,
+                       "min_viral_fraction": request.min_viral_fraction, "precision": runtime.precision},
+        "backends": backends.manifest(),
+        "models": {
+            "protein": _model_identity(model_for["protein"]) if model_for["protein"] else {"name": "backend default"},
+            "nucleotide": _model_identity(model_for["nucleotide"]) if model_for["nucleotide"] else {"name": "backend default"},
+            "mlp": {"path": str(Path(models.mlp).resolve()), "sha256": sha256_file(models.mlp)},
+        },
+    }
+    info = {"architecture": backends.architecture(), "runtime": {**runtime.as_dict(), "device": device},
+            "tiny_models": models.tiny, "pid": os.getpid()}
+    outdir = Path(request.outdir)
+    stem = input_stem(request.input_path)
+    prep = outdir / "prepare"
+    nucleotide_fa = prep / f"{stem}_identified_nucleotide.fa"
+    protein_faa = prep / f"{stem}_identified_protein.faa"
+    sequences_tsv = prep / f"{stem}_sequences.tsv"
+    emb = outdir / "embeddings"
+    nucleotide_h5, protein_h5 = emb / "nucleotide.h5", emb / "protein.h5"
+    hdf5 = registry.get_format("hdf5")
+    counts: dict[str, dict[str, Any]] = {}
+
+    with open_run(outdir, "predict", identity, info=info, resume=runtime.resume, force_resume=runtime.force_resume) as run:
+        if models.tiny:
+            run.manifest["warning"] = TINY_WARNING
+            (outdir / "WARNING_TINY_MODELS.txt").write_text(TINY_WARNING + "\n")
+
+        def do_prepare():
+            prep.mkdir(parents=True, exist_ok=True)
+            result = prepare_file(request.input_path, prep, request.chunk_size, progress=request.progress)
+            return {"sequences": result.sequences, "bases": result.bases, "chunks": result.chunks,
+                    "frames": result.frames, "empty_skipped": result.empty_skipped}
+
+        counts["prepare"] = dict(run.run_stage(Stage("prepare", [
+            prep / f"{stem}_chunked{request.chunk_size}.fa", nucleotide_fa, protein_faa, sequences_tsv], do_prepare)))
+        frames = counts["prepare"]["frames"]
+
+        for modality, fasta, target in (("nucleotide", nucleotide_fa, nucleotide_h5), ("protein", protein_faa, protein_h5)):
+            backend = backends[modality]
+
+            def do_embed(backend=backend, fasta=fasta, target=target, modality=modality):
+                emb.mkdir(parents=True, exist_ok=True)
+                options = runtime.embedder_options(model_for[modality], show_progress=request.progress)
+                result = embed_fasta(fasta, target, backend, options, fmt=hdf5, parts_dir=run.checkpoints / modality,
+                                     checkpoint_every=runtime.checkpoint_every, resume=run.resumed, progress=request.progress)
+                _check(result.sequences == frames, f"{result.sequences} {modality} embeddings for {frames} frames")
+                return {**result.counts(), "backend": backend.describe()}
+
+            counts[f"embed_{modality}"] = dict(run.run_stage(Stage(f"embed_{modality}", [target], do_embed)))
+
+        def do_classify():
+            result = classify_embeddings(nucleotide_h5, protein_h5, models.mlp, outdir, device=device)
+            _check(result.merge.complete and result.frames_scored == frames,
+                   f"{result.frames_scored} frames scored for {frames} frames ({'; '.join(result.merge.problems())})")
+            return result.counts()
+
+        counts["classify"] = dict(run.run_stage(Stage("classify", [outdir / "prediction_results.txt",
+                                                                    outdir / "prediction_results_highestscore.csv"], do_classify)))
+
+        def do_report():
+            stats = write_sequence_summary(sequences_tsv, outdir / "prediction_results.txt", outdir / "sequence_summary.tsv",
+                                           min_viral_fraction=request.min_viral_fraction)
+            _check(stats.sequences == counts["prepare"]["sequences"],
+                   f"{stats.sequences} rows in sequence_summary.tsv for {counts['prepare']['sequences']} input sequences")
+            _check(stats.frames_scored == counts["classify"]["frames_scored"],
+                   f"summary saw {stats.frames_scored} frames, classify scored {counts['classify']['frames_scored']}")
+            written = write_viral_fasta(request.input_path, outdir / "sequence_summary.tsv", outdir / "viral_sequences.fa") \
+                if request.input_path != "-" else _viral_from_prepared(prep, stem, request.chunk_size, outdir)
+            _check(written == stats.viral, f"{written} sequences in viral_sequences.fa, {stats.viral} called virus")
+            return {"sequences": stats.sequences, "with_frames": stats.with_frames, "viral_sequences": stats.viral,
+                    "chunks_scored": stats.chunks_scored, "viral_chunks": _viral_chunks(outdir)}
+
+        counts["report"] = dict(run.run_stage(Stage("report", [outdir / "sequence_summary.tsv", outdir / "viral_sequences.fa"], do_report)))
+        run.manifest["counts"] = counts
+        shutil.rmtree(run.checkpoints, ignore_errors=True)  # every stage is done; parts were merged
+    return PredictSummary(outdir, backends.architecture(), counts, time.monotonic() - start, models.tiny, run.resumed)
+
+
+def _viral_chunks(outdir: Path) -> int:
+    with open(outdir / "prediction_results_highestscore.csv") as handle:
+        next(handle, None)
+        return sum(1 for line in handle if line.rstrip("\n").endswith("\tTrue"))
+
+
+def _viral_from_prepared(prep: Path, stem: str, chunk_size: int, outdir: Path) -> int:
+    """stdin cannot be read twice: rebuild the viral sequences from the prepared chunks.
+
+    Chunks overlap, so the sequence is reassembled from chunk starts; this gives the
+    input sequence exactly (upper/lower case kept), without its description.
+    """
+    from virnucpro_core.atomic import atomic_open
+    from virnucpro_core.chunking import chunk_starts
+    from virnucpro_core.report import iter_summary
+    from virnucpro_core.seqio import read_records
+
+    viral = {row.sequence_id: row.length for row in iter_summary(outdir / "sequence_summary.tsv") if row.call == "virus"}
+    written = 0
+    pieces: dict[str, list[str]] = {}
+    for record in read_records(prep / f"{stem}_chunked{chunk_size}.fa"):
+        seq_id = record.id.rsplit("_chunk_", 1)[0]
+        if seq_id in viral:
+            pieces.setdefault(seq_id, []).append(record.seq)
+    with atomic_open(outdir / "viral_sequences.fa") as handle:
+        for seq_id, length in viral.items():
+            starts = chunk_starts(length, chunk_size)
+            chunks = pieces.get(seq_id, [])
+            seq = "".join(chunk[: (starts[i + 1] - starts[i]) if i + 1 < len(starts) else None] for i, chunk in enumerate(chunks))
+            handle.write(f">{seq_id}\n")
+            for i in range(0, len(seq), 60):
+                handle.write(seq[i : i + 60] + "\n")
+            written += 1
+    return written
