@@ -42,7 +42,7 @@ def outdir(tmp_path: Path) -> Path:
     with PredictionWriter(out / "prediction_results.txt") as writer:
         writer.write([f[0] for f in frames], np.array([f[1:] for f in frames], dtype=np.float32))
     write_sequence_summary(out / "sequences.tsv", out / "prediction_results.txt", out / "sequence_summary.tsv")
-    (out / "run.json").write_text(json.dumps({"parameters": {"chunk_size": 500}}))
+    (out / "run.json").write_text(json.dumps({"identity": {"parameters": {"chunk_size": 500}}}))
     return out
 
 

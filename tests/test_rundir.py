@@ -181,3 +181,13 @@ def test_device_resolution_without_cuda():
         resolve_device("cuda:1")
     with pytest.raises(ConfigError, match="use auto, cpu, cuda or cuda:N"):
         resolve_device("gpu2")
+
+
+def test_atomic_outputs_get_ordinary_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_open(tmp_path / "out.txt") as handle:
+            handle.write("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644

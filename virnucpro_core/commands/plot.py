@@ -57,10 +57,10 @@ def _import_matplotlib():
 
 
 def chunk_size_from_manifest(outdir: Path) -> int | None:
-    """``parameters.chunk_size`` from ``OUTDIR/run.json``, or None when absent or unreadable."""
+    """``identity.parameters.chunk_size`` from ``OUTDIR/run.json``, or None when absent or unreadable."""
     manifest = outdir / "run.json"
     try:
-        value = json.loads(manifest.read_text(encoding="utf-8"))["parameters"]["chunk_size"]
+        value = json.loads(manifest.read_text(encoding="utf-8"))["identity"]["parameters"]["chunk_size"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return int(value) if isinstance(value, (int, float)) and value > 0 else None
@@ -174,7 +174,7 @@ def write_png(fig, out: Path) -> None:
 )
 @click.option(
     "--chunk-size", type=click.IntRange(min=1), default=None,
-    help="Chunk size of the run in bp [default: parameters.chunk_size in OUTDIR/run.json; "
+    help="Chunk size of the run in bp [default: identity.parameters.chunk_size in OUTDIR/run.json; "
     "without either, chunks are placed by number].",
 )
 def plot(outdir: Path, top: int, output: Path | None, threshold: float, chunk_size: int | None) -> None:

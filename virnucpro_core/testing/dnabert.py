@@ -89,7 +89,7 @@ def randomise_weights(model, seed: int) -> None:
 
     gen = torch.Generator().manual_seed(seed)
 
-    def normal(shape) -> "torch.Tensor":
+    def normal(shape) -> torch.Tensor:
         return torch.randn(shape, generator=gen, dtype=torch.float32)
 
     with torch.no_grad():

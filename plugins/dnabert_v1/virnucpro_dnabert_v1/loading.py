@@ -1,0 +1,216 @@
+"""Load the DNABERT-S tokenizer and model from a Hugging Face id or a local folder.
+
+Why ``trust_remote_code=True``: DNABERT-S is a MosaicBERT (ALiBi, gated-GELU FFN,
+unpadded attention) whose model class lives in the model repository
+(``bert_layers.py``, ``bert_padding.py``, ``flash_attn_triton.py``), not in
+transformers. Loaded without it, transformers would silently build its own BERT with
+absolute positions and random weights for the missing parts. Only load model folders
+you trust: that code runs in this process.
+
+What this module adds to ``from_pretrained``, each for a reason found in practice:
+
+- Offline first. ``HF_HUB_OFFLINE=1`` / ``TRANSFORMERS_OFFLINE=1`` turn into
+  ``local_files_only=True``; a model that is neither in the cache nor at the given
+  path becomes one :class:`~virnucpro_core.errors.ModelError` line saying where to put
+  it or how to fetch it.
+- Version trouble in the remote code becomes one line naming the installed
+  transformers and the versions the remote code is known to work with (see README).
+- transformers 5 builds models on the ``meta`` device before loading weights. The
+  MosaicBERT encoder keeps its ALiBi bias in a plain tensor attribute (not a buffer),
+  which therefore stays on ``meta`` and fails at the first forward ("Cannot copy out
+  of meta tensor"). :func:`repair_alibi` rebuilds it; it is a pure function of the
+  head count and size, so nothing learnt is lost.
+- The remote code calls a Triton FlashAttention kernel when ``triton`` imports. That
+  kernel is written for an old Triton and A100s (the authors advise ``pip uninstall
+  triton``), and it computes in fp16 even for an fp32 model, unlike the PyTorch path
+  the published VirNucPro features were made with. :func:`disable_triton_attention`
+  switches the loaded code to the PyTorch path unless asked not to.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from virnucpro_core.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "zhihan1996/DNABERT-S"
+DOWNLOAD_HINT = "run `virnucpro models download` where there is network (it fills <models dir>/dnabert/DNABERT-S/)"
+#: What the remote code is known to load with; see the plugin README for the evidence.
+KNOWN_GOOD_TRANSFORMERS = "4.27-4.29 (the authors' pin), later 4.x with model revisions after 2024-07-25"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class LoadedDnabert:
+    """A tokenizer and model ready for inference, and what to call them in manifests."""
+
+    tokenizer: Any
+    model: Any
+    model_id: str
+    commit: str | None
+    remote_code: bool
+
+
+def offline_requested() -> bool:
+    """Whether the user asked Hugging Face libraries not to touch the network."""
+    return any(os.environ.get(name, "").strip().lower() in _TRUE for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _is_local_reference(model: str) -> bool:
+    """A path (existing, absolute, relative with ./ or ~, or not shaped like owner/name)."""
+    if Path(model).expanduser().exists():
+        return True
+    if model.startswith(("/", ".", "~")) or "\\" in model:
+        return True
+    return model.count("/") != 1
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
+
+
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
+def _remote_code_error(name: str, exc: BaseException) -> ModelError:
+    """One line for a failure inside the model's own Python code or its loading."""
+    version = _transformers_version()
+    detail = _first_line(exc)
+    if isinstance(exc, ImportError) and "einops" in str(exc):
+        return ModelError(f"{name}: its remote code needs einops, which is not installed; pip install einops")
+    if "config_class" in str(exc):
+        return ModelError(
+            f"{name}: its remote code does not load with transformers {version} ({detail}); "
+            "the model repository fixed this on 2024-07-25, so fetch a newer revision "
+            f"({DOWNLOAD_HINT}), or use transformers {KNOWN_GOOD_TRANSFORMERS}"
+        )
+    return ModelError(
+        f"{name}: loading its remote code failed with transformers {version} ({detail}); "
+        f"it is known to work with transformers {KNOWN_GOOD_TRANSFORMERS}: "
+        "pip install 'transformers==4.29.*' in a separate environment if a newer one breaks it"
+    )
+
+
+def _missing_model_error(name: str, revision: str | None, exc: BaseException, *, local: bool) -> ModelError:
+    if local:
+        return ModelError(
+            f"{name}: cannot load the DNABERT-S model from this folder ({_first_line(exc)}); it needs the files of "
+            f"{DEFAULT_MODEL} (config.json, tokenizer files, weights and its *.py remote code), or {DOWNLOAD_HINT}"
+        )
+    rev = f" at revision {revision}" if revision else ""
+    if offline_requested():
+        return ModelError(
+            f"DNABERT-S model {name!r}{rev} is not in the Hugging Face cache and downloads are off "
+            f"(HF_HUB_OFFLINE is set); {DOWNLOAD_HINT}, or give the path of a local model folder"
+        )
+    return ModelError(
+        f"DNABERT-S model {name!r}{rev} could not be fetched ({_first_line(exc)}); "
+        f"{DOWNLOAD_HINT}, or give the path of a local model folder"
+    )
+
+
+def repair_alibi(model: Any) -> int:
+    """Rebuild ALiBi tensors that were left on the ``meta`` device; returns how many."""
+    import torch
+
+    repaired = 0
+    for module in model.modules():
+        alibi = getattr(module, "alibi", None)
+        rebuild = getattr(module, "rebuild_alibi_tensor", None)
+        if isinstance(alibi, torch.Tensor) and alibi.is_meta and callable(rebuild):
+            size = int(getattr(module, "_current_alibi_size", alibi.shape[-1]))
+            rebuild(size=size, device=torch.device("cpu"))
+            repaired += 1
+    if repaired:
+        log.info("rebuilt %d ALiBi tensor(s) left on the meta device by transformers' loader", repaired)
+    return repaired
+
+
+def disable_triton_attention(model: Any) -> int:
+    """Point the remote code at its PyTorch attention; returns how many modules changed.
+
+    The MosaicBERT code picks its attention at call time from the module global
+    ``flash_attn_qkvpacked_func`` (``None`` when Triton failed to import), so setting
+    it to ``None`` is the same as ``pip uninstall triton`` for this process.
+    """
+    changed = 0
+    for name in sorted({type(m).__module__ for m in model.modules()}):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "flash_attn_qkvpacked_func", None) is not None:
+            module.flash_attn_qkvpacked_func = None
+            changed += 1
+    if changed:
+        log.info("DNABERT-S: Triton FlashAttention disabled, using the PyTorch attention path")
+    return changed
+
+
+def load_dnabert(model: str | None = None, *, revision: str | None = None, attention: str = "torch") -> LoadedDnabert:
+    """Load tokenizer and model (fp32, eval mode, on the CPU) from an id or a folder.
+
+    ``revision`` pins a Hugging Face commit, branch or tag (ignored for local folders);
+    ``attention="triton"`` keeps the remote code's Triton kernel if it imports.
+    """
+    name = model or DEFAULT_MODEL
+    if attention not in ("torch", "triton"):
+        raise ModelError(f"DNABERT-S attention {attention!r} is unknown; use 'torch' (default) or 'triton'")
+    local = _is_local_reference(name)
+    if local:
+        folder = Path(name).expanduser()
+        if not folder.is_dir():
+            raise ModelError(
+                f"DNABERT-S model folder {folder} does not exist; put the files of {DEFAULT_MODEL} there "
+                f"(config.json, tokenizer files, weights and its *.py remote code) or {DOWNLOAD_HINT}"
+            )
+        if not (folder / "config.json").is_file():
+            raise ModelError(
+                f"{folder} is not a Hugging Face model folder (no config.json); "
+                f"put the files of {DEFAULT_MODEL} there or {DOWNLOAD_HINT}"
+            )
+        source, kwargs = str(folder), {"local_files_only": True}
+    else:
+        source = name
+        kwargs = {"revision": revision, "local_files_only": offline_requested()}
+
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=True, **kwargs)
+    except OSError as exc:
+        raise _missing_model_error(name, revision, exc, local=local) from exc
+    except Exception as exc:
+        raise _remote_code_error(name, exc) from exc
+    try:
+        loaded = AutoModel.from_pretrained(source, trust_remote_code=True, **kwargs)
+    except OSError as exc:
+        raise _missing_model_error(name, revision, exc, local=local) from exc
+    except Exception as exc:
+        raise _remote_code_error(name, exc) from exc
+
+    remote = not type(loaded).__module__.startswith("transformers.")
+    repair_alibi(loaded)
+    if attention == "torch":
+        disable_triton_attention(loaded)
+    # fp32 whatever the checkpoint's dtype or transformers' default dtype policy ("auto" in 5.x):
+    # the published features are fp32; reduced precision is the embedder's autocast.
+    loaded = loaded.float().eval()
+    commit = getattr(loaded.config, "_commit_hash", None)
+    model_id = name if local or not revision else f"{name}@{revision}"
+    log.info(
+        "loaded DNABERT-S %s (commit %s, %s, transformers %s)",
+        model_id,
+        commit or "n/a",
+        "remote code" if remote else "transformers' own class",
+        _transformers_version(),
+    )
+    return LoadedDnabert(tokenizer=tokenizer, model=loaded, model_id=model_id, commit=commit, remote_code=remote)
