@@ -19,7 +19,9 @@ import contextlib
 import functools
 import gzip
 import io
+import itertools
 import lzma
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,11 +135,36 @@ def _open_binary(path: str | Path) -> tuple[IO[bytes], str]:
     for prefix, kind in _MAGIC:
         if magic.startswith(prefix):
             if kind == "gzip":
-                return gzip.GzipFile(fileobj=stream, mode="rb"), kind
-            if kind == "bzip2":
-                return bz2.BZ2File(stream, mode="rb"), kind
-            return lzma.LZMAFile(stream, mode="rb"), kind
+                inner: IO[bytes] = gzip.GzipFile(fileobj=stream, mode="rb")
+            elif kind == "bzip2":
+                inner = bz2.BZ2File(stream, mode="rb")
+            else:
+                inner = lzma.LZMAFile(stream, mode="rb")
+            # The decompressors leave a file object they were given open; close both.
+            return io.BufferedReader(_Owned(inner, stream), buffer_size=1 << 20), kind
     return stream, "none"
+
+
+class _Owned(io.RawIOBase):
+    """Read through ``inner``; closing closes ``inner`` and then ``outer``."""
+
+    def __init__(self, inner: IO[bytes], outer: IO[bytes]):
+        self._inner = inner
+        self._outer = outer
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self._inner.readinto(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._inner.close()
+            finally:
+                self._outer.close()
+        super().close()
 
 
 class _NoClose(io.RawIOBase):
@@ -159,12 +186,12 @@ class _NoClose(io.RawIOBase):
 def open_text(path: str | Path) -> TextIO:
     """Open a sequence file (or ``-`` for stdin) as text, decompressing by magic bytes.
 
-    Universal newlines are on, so CRLF files read like LF files. Undecodable bytes raise
-    ``UnicodeDecodeError`` while reading; :func:`read_records` turns that into an
-    :class:`InputError`.
+    Universal newlines are on, so CRLF files read like LF files. Bytes that are not UTF-8
+    come through as lone surrogates (``surrogateescape``), so the record that holds them
+    can be named (see :func:`is_binary_character`).
     """
     binary, _ = _open_binary(path)
-    return io.TextIOWrapper(binary, encoding="utf-8", errors="strict", newline=None)
+    return io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline=None)
 
 
 class _Lines:
@@ -185,29 +212,37 @@ class _Lines:
             return line
         return self._handle.readline()
 
-    def __iter__(self) -> Iterator[str]:
+    # An iterator of its own, not a generator: Biopython loops over the handle several
+    # times, and closing a ``yield from`` generator would close the file underneath.
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
         if self._first is not None:
             line, self._first = self._first, None
-            yield line
-        yield from self._handle
+            return line
+        return next(self._handle)
 
 
-_READ_ERRORS = (UnicodeDecodeError, EOFError, OSError, lzma.LZMAError, gzip.BadGzipFile)
+_READ_ERRORS = (EOFError, OSError, lzma.LZMAError, gzip.BadGzipFile)
+#: Control characters (other than tab/CR/LF) and undecodable bytes: not a text file.
+_BINARY = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\udc80-\udcff]")
 
 
 class RecordStream:
     """Stream the records of a FASTA/FASTQ file; a context manager.
 
     ``format`` is ``"fasta"``, ``"fastq"`` or ``None`` (no records: empty or blank),
-    ``compression`` is ``"none"``, ``"gzip"``, ``"bzip2"`` or ``"xz"``, and
-    ``bytes_read`` tells :func:`read_records`' callers whether the file was empty.
+    ``compression`` is ``"none"``, ``"gzip"``, ``"bzip2"`` or ``"xz"``, ``empty`` is True
+    when the (decompressed) file has no bytes at all, and ``last_id`` is the ID of the
+    last record yielded (error messages name it).
     """
 
     def __init__(self, path: str | Path):
         self.path = path
         self.name = display_name(path)
         binary, self.compression = _open_binary(path)
-        self._handle = io.TextIOWrapper(binary, encoding="utf-8", errors="strict", newline=None)
+        self._handle = io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline=None)
         self.format: str | None = None
         self.empty = True
         self.last_id: str | None = None
@@ -229,7 +264,7 @@ class RecordStream:
                 self.format = "fastq"
             else:
                 self.close()
-                if any(is_binary_character(ch) for ch in self._first):
+                if _BINARY.search(self._first):
                     raise InputError(f"{self.name} contains binary data, not FASTA/FASTQ text; give a FASTA or FASTQ file (plain, .gz, .bz2 or .xz)")
                 raise InputError(
                     f"{self.name} is neither FASTA nor FASTQ (first line starts with {self._first.lstrip()[:1]!r}, "
@@ -238,32 +273,40 @@ class RecordStream:
 
     def _read_error(self, exc: BaseException) -> InputError:
         where = f" after record '{self.last_id}'" if self.last_id is not None else ""
-        if isinstance(exc, UnicodeDecodeError):
-            return InputError(f"{self.name} contains binary data{where} (byte 0x{exc.object[exc.start]:02x} is not text); give a FASTA or FASTQ text file, plain or compressed")
         return InputError(f"{self.name}: cannot read the file{where} ({exc}); the file is probably truncated or corrupt, re-download or re-compress it")
 
     def __iter__(self) -> Iterator[SeqRecord]:
         if self._first is None:
             return
-        lines = _Lines(self._first.lstrip(), self._handle)
+        first = self._first.lstrip()
         if self.format == "fasta":
             from Bio.SeqIO.FastaIO import SimpleFastaParser
 
-            source = ((title, seq) for title, seq in SimpleFastaParser(lines))
+            # The FASTA parser only iterates, so a C-level chain is enough (no per-line Python call).
+            source = SimpleFastaParser(itertools.chain([first], self._handle))
         else:
             from Bio.SeqIO.QualityIO import FastqGeneralIterator
 
-            source = ((title, seq) for title, seq, _ in FastqGeneralIterator(lines))
+            source = ((title, seq) for title, seq, _ in FastqGeneralIterator(_Lines(first, self._handle)))
         while True:
             try:
                 title, seq = next(source)
             except StopIteration:
                 return
+            except _READ_ERRORS as exc:
+                raise self._read_error(exc) from None
             except ValueError as exc:  # Biopython's FASTQ complaints
                 after = f" (after record '{self.last_id}')" if self.last_id is not None else " (first record)"
                 raise InputError(f"{self.name}: malformed FASTQ{after}: {exc} Fix or re-export the file.") from None
-            except _READ_ERRORS as exc:
-                raise self._read_error(exc) from None
+            bad = _BINARY.search(title)
+            if bad:
+                raise InputError(
+                    f"{self.name}: the header of the record after '{self.last_id}' contains binary data "
+                    f"({describe_bad_character(bad.group())}); give a FASTA or FASTQ text file"
+                    if self.last_id is not None else
+                    f"{self.name}: the first record's header contains binary data "
+                    f"({describe_bad_character(bad.group())}); give a FASTA or FASTQ text file"
+                )
             if "\t" in seq:
                 seq = seq.translate(_SEQ_WHITESPACE)
             record_id = title.split(None, 1)[0] if title.strip() else ""
@@ -303,10 +346,13 @@ def format_fasta_wrapped(title: str, seq: str, width: int = FASTA_WIDTH) -> str:
     empty sequence gives the header line alone (as Biopython does).
     """
     if len(seq) <= width:
-        body = f"{seq}\n" if seq else ""
-    else:
-        body = "\n".join([seq[i : i + width] for i in range(0, len(seq), width)]) + "\n"
-    return f">{title}\n{body}"
+        return f">{title}\n{seq}\n" if seq else f">{title}\n"
+    return f">{title}\n" + "\n".join(map(seq.__getitem__, _line_slices(len(seq), width))) + "\n"
+
+
+@functools.lru_cache(maxsize=64)
+def _line_slices(length: int, width: int) -> tuple[slice, ...]:
+    return tuple(slice(i, i + width) for i in range(0, length, width))
 
 
 def format_fasta_line(title: str, seq: str) -> str:
@@ -324,36 +370,39 @@ def write_fasta_line(handle: TextIO, title: str, seq: str) -> None:
 
 def first_non_nucleotide(seq: str) -> tuple[int, str] | None:
     """The first (0-based position, character) of ``seq`` outside :data:`IUPAC_NUCLEOTIDE`, or None."""
-    import numpy as np
-
     try:
         data = seq.encode("ascii")
     except UnicodeEncodeError as exc:
-        return exc.start, seq[exc.start]
-    flags = _bad_byte_table()[np.frombuffer(data, dtype=np.uint8)]
-    if not flags.any():
+        earlier = first_non_nucleotide(seq[: exc.start])
+        return earlier if earlier is not None else (exc.start, seq[exc.start])
+    if not data.translate(None, _IUPAC_BYTES):  # C speed: delete every valid byte, see if any is left
         return None
-    pos = int(flags.argmax())
+    pos = next(i for i, byte in enumerate(data) if byte not in _IUPAC_SET)
     return pos, seq[pos]
 
 
-@functools.cache
-def _bad_byte_table():
-    import numpy as np
+def is_nucleotide(seq: str) -> bool:
+    """True when ``seq`` holds only :data:`IUPAC_NUCLEOTIDE` characters (fast; no position)."""
+    try:
+        return not seq.encode("ascii").translate(None, _IUPAC_BYTES)
+    except UnicodeEncodeError:
+        return False
 
-    table = np.ones(256, dtype=bool)
-    for ch in IUPAC_NUCLEOTIDE:
-        table[ord(ch)] = False
-    return table
+
+_IUPAC_BYTES = "".join(sorted(IUPAC_NUCLEOTIDE)).encode("ascii")
+_IUPAC_SET = frozenset(_IUPAC_BYTES)
 
 
 def is_binary_character(ch: str) -> bool:
-    """Control characters other than tab/newline mean the input is not a text file."""
-    return (ord(ch) < 32 and ch not in "\t\r\n") or ord(ch) == 127
+    """Control characters other than tab/CR/LF, and undecodable bytes, mean the input is not text."""
+    return _BINARY.match(ch) is not None
 
 
 def describe_bad_character(ch: str) -> str:
     """``'E'`` for a printable character, ``byte 0x00`` (binary) otherwise."""
-    if ch.isprintable() and ord(ch) < 128:
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, carried by surrogateescape
+        return f"byte 0x{code - 0xDC00:02x}"
+    if ch.isprintable():
         return repr(ch)
-    return f"byte 0x{ord(ch):02x}" if ord(ch) < 256 else repr(ch)
+    return f"byte 0x{code:02x}" if code < 256 else repr(ch)

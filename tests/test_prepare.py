@@ -1,0 +1,247 @@
+"""``prepare_file`` reproduces the original preprocessing byte for byte, streaming and atomically."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import logging
+import lzma
+import random
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from virnucpro_core.cli import cli
+from virnucpro_core.errors import InputError
+from virnucpro_core.prepare import PrepareResult, prepare_file
+from virnucpro_core.testing.original import original_prepare
+
+DATA = Path(__file__).parent / "data"
+ORIGINAL = DATA / "original_lambda"
+LAMBDA_GZ = DATA / "genomes" / "lambda_NC_001416.fa.gz"
+
+
+def outputs(result: PrepareResult) -> tuple[bytes, bytes, bytes]:
+    return result.chunked.read_bytes(), result.nucleotide.read_bytes(), result.protein.read_bytes()
+
+
+def fasta(records: list[tuple[str, str]], width: int = 70, newline: str = "\n") -> str:
+    out = []
+    for title, seq in records:
+        out.append(f">{title}{newline}")
+        out += [seq[i : i + width] + newline for i in range(0, len(seq), width)]
+    return "".join(out)
+
+
+def listing(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+
+
+@pytest.mark.parametrize("size", [300, 500])
+def test_lambda_is_byte_identical_to_the_original_tool(tmp_path, size):
+    source = tmp_path / "lambda.fa.gz"
+    shutil.copy(LAMBDA_GZ, source)
+    result = prepare_file(source, tmp_path / "out", size)
+    assert result.chunked == tmp_path / "out" / f"lambda_chunked{size}.fa"
+    assert result.nucleotide.name == "lambda_identified_nucleotide.fa"
+    assert result.protein.name == "lambda_identified_protein.faa"
+    assert result.chunked.read_bytes() == (ORIGINAL / f"lambda_chunked{size}.fa").read_bytes()
+    assert result.nucleotide.read_bytes() == (ORIGINAL / f"lambda_{size}_identified_nucleotide.fa").read_bytes()
+    assert result.protein.read_bytes() == (ORIGINAL / f"lambda_{size}_identified_protein.faa").read_bytes()
+    n_frames = result.protein.read_text().count(">")
+    assert (result.sequences, result.bases, result.frames, result.empty_skipped) == (1, 48502, n_frames, 0)
+    assert result.chunks == result.chunked.read_text().count(">") == -(-48502 // size)
+    assert result.sequences_tsv.read_text() == f"id\tlength\tchunks\ngi|9626243|ref|NC_001416.1|\t48502\t{result.chunks}\n"
+
+
+ALPHABETS = ["ACGT", "ACG", "CGTa", "acgtn", "ACGTN", "ACGTRYKMSWBDHVN", "ACGNacgn", "AGCTNU-"]
+
+
+@st.composite
+def multi_record_fasta(draw):
+    records = []
+    for index in range(draw(st.integers(1, 6))):
+        length = draw(
+            st.one_of(
+                st.integers(0, 12),
+                st.integers(285, 315),
+                st.integers(485, 515),
+                st.sampled_from([550, 600, 899, 900, 901, 1000, 1001, 1200]),
+                st.integers(0, 1200),
+            )
+        )
+        rng = random.Random(draw(st.integers(0, 2**32)))
+        alphabet = draw(st.sampled_from(ALPHABETS))
+        seq = "".join(rng.choice(alphabet) for _ in range(length))
+        description = draw(st.sampled_from(["", " some description", "\tx=1 y=2"]))
+        records.append((f"r{index}{description}", seq))
+    width = draw(st.sampled_from([60, 61, 80, 1000]))
+    return records, width
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=multi_record_fasta(), size=st.sampled_from([300, 500]))
+def test_random_inputs_match_the_original(tmp_path_factory, case, size):
+    records, width = case
+    work = tmp_path_factory.mktemp("prop")
+    (work / "ours.fa").write_text(fasta(records, width))
+    # The original crashes on empty records, so it gets the file without them.
+    (work / "theirs.fa").write_text(fasta([r for r in records if r[1]], width))
+    ours = prepare_file(work / "ours.fa", work / "p", size)
+    theirs = original_prepare(work / "theirs.fa", work / "o", size)
+    assert outputs(ours) == tuple(path.read_bytes() for path in theirs)
+    assert ours.empty_skipped == sum(1 for _, seq in records if not seq)
+    rows = ours.sequences_tsv.read_text().splitlines()[1:]
+    assert [row.split("\t")[:2] for row in rows] == [[t.split()[0], str(len(s))] for t, s in records]
+
+
+def test_550_bp_at_500_gives_a_276_bp_second_chunk(tmp_path):
+    seq = "".join(random.Random(5).choice("ACGT") for _ in range(550))
+    (tmp_path / "s.fa").write_text(f">s\n{seq}\n")
+    result = prepare_file(tmp_path / "s.fa", tmp_path, 500)
+    wrap = lambda s: "".join(s[i : i + 60] + "\n" for i in range(0, len(s), 60))  # noqa: E731
+    assert result.chunked.read_text() == f">s_chunk_1\n{wrap(seq[:500])}>s_chunk_2\n{wrap(seq[274:])}"
+    assert len(seq[274:]) == 276
+
+
+SMALL = [("c1 first contig", "ATGAAACCCGGGTTTAAAcccgggNNNATGCAT" * 20), ("c2", "GATTACA" * 100), ("c3", "acg")]
+
+
+@pytest.fixture
+def expected(tmp_path):
+    (tmp_path / "ref.fa").write_text(fasta(SMALL))
+    return outputs(prepare_file(tmp_path / "ref.fa", tmp_path / "ref", 300))
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress])
+def test_compressed_inputs_give_the_same_outputs(tmp_path, expected, compress):
+    (tmp_path / "in.fasta.gz").write_bytes(compress(fasta(SMALL).encode()))
+    assert outputs(prepare_file(tmp_path / "in.fasta.gz", tmp_path / "c", 300)) == expected
+
+
+def test_stdin_gives_the_same_outputs_named_stdin(tmp_path, expected, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(gzip.compress(fasta(SMALL).encode()))))
+    result = prepare_file("-", tmp_path / "s", 300)
+    assert result.chunked.name == "stdin_chunked300.fa"
+    assert outputs(result) == expected
+
+
+def test_crlf_and_blank_lines_give_the_same_outputs(tmp_path, expected):
+    text = "\r\n\r\n" + fasta(SMALL, width=50, newline="\r\n").replace(">c2", "\r\n>c2")
+    (tmp_path / "in.fa").write_bytes(text.encode())
+    assert outputs(prepare_file(tmp_path / "in.fa", tmp_path / "w", 300)) == expected
+
+
+def test_fastq_gives_the_same_outputs_as_fasta(tmp_path, expected):
+    fastq = "".join(f"@{title}\n{seq}\n+\n{'I' * len(seq)}\n" for title, seq in SMALL)
+    (tmp_path / "reads.fq").write_text(fastq)
+    result = prepare_file(tmp_path / "reads.fq", tmp_path / "q", 300)
+    assert result.chunked.name == "reads_chunked300.fa"
+    assert outputs(result) == expected
+
+
+def test_descriptions_are_dropped_from_chunk_ids_and_case_is_kept(tmp_path):
+    (tmp_path / "in.fa").write_text(">ctg7 len=12 cov=3.5\nacgtACGTacgt\n")
+    result = prepare_file(tmp_path / "in.fa", tmp_path, 500)
+    assert result.chunked.read_text() == ">ctg7_chunk_1\nacgtACGTacgt\n"
+    # Translation sees the upper-cased chunk: F1 ACG TAC GTA CGT = TYVR, span [0:13] clipped to 12 bases.
+    assert result.nucleotide.read_text().startswith(">ctg7_chunk_1F1\nACGTACGTACGT\n>ctg7_chunk_1F2\nCGTACGTACG\n")
+    assert result.protein.read_text().startswith(">ctg7_chunk_1F1\nTYVR\n>ctg7_chunk_1F2\nRTY\n")
+
+
+def test_empty_records_are_skipped_with_a_warning_and_listed(tmp_path, caplog):
+    (tmp_path / "in.fa").write_text(">a\nATGAAA\n>empty one\n>b\nATG\n")
+    with caplog.at_level(logging.WARNING):
+        result = prepare_file(tmp_path / "in.fa", tmp_path, 500)
+    assert (result.sequences, result.bases, result.chunks, result.empty_skipped) == (3, 9, 2, 1)
+    assert result.sequences_tsv.read_text() == "id\tlength\tchunks\na\t6\t1\nempty\t0\t0\nb\t3\t1\n"
+    assert "record 'empty' is empty (length 0); skipped" in caplog.text
+    assert result.chunked.read_text() == ">a_chunk_1\nATGAAA\n>b_chunk_1\nATG\n"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_goes_to_stderr_when_it_is_a_terminal(tmp_path, monkeypatch, capsys):
+    shutil.copy(LAMBDA_GZ, tmp_path / "lambda.fa.gz")
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    prepare_file(tmp_path / "lambda.fa.gz", tmp_path / "o", 500, progress=True)
+    assert "prepare" in terminal.getvalue() and "bp" in terminal.getvalue(), repr(terminal.getvalue())
+    assert capsys.readouterr().out == ""
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path, monkeypatch):
+    shutil.copy(LAMBDA_GZ, tmp_path / "lambda.fa.gz")
+    log_file = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log_file)
+    prepare_file(tmp_path / "lambda.fa.gz", tmp_path / "o", 500, progress=True)
+    assert log_file.getvalue() == ""
+
+
+BLOCKING = [
+    ("empty.fa", b"", r"empty.fa is empty; give a FASTA or FASTQ file with at least one sequence"),
+    ("blank.fa", b"\n \n", r"blank.fa contains no records \(only blank lines\)"),
+    ("empty.fa.gz", gzip.compress(b""), r"empty.fa.gz is empty"),
+    (
+        "proteins.faa",
+        b">p1 kinase\nMKVLAAGIVGLL\n",
+        r"proteins.faa: record 'p1' contains 'L' at position 4, which is not an IUPAC nucleotide code \(is this a protein FASTA\?\); "
+        r"VirNucPro needs DNA: give nucleotide sequences, or replace unknown letters with N",
+    ),
+    ("bin.fa", b">a\nACGT\n>b\nAC\x00GT\n", r"bin.fa: record 'b' contains binary data \(byte 0x00 at position 3\); give a FASTA or FASTQ text file"),
+    ("bin2.fa", b">a\nACGT\n>b\nACG\xffT\n", r"bin2.fa: record 'b' contains binary data \(byte 0xff at position 4\)"),
+    ("blob.bin", b"\x7fELF\x02\x01\x01\x00", r"blob.bin contains binary data, not FASTA/FASTQ text"),
+    ("text.txt", b"hello world\n", r"text.txt is neither FASTA nor FASTQ"),
+    (
+        "dups.fa",
+        b">x one\nACGT\n>y\nACGT\n>x two\nACGT\n",
+        r"dups.fa: record ID 'x' occurs twice \(records 1 and 3\), which would make chunk IDs ambiguous; "
+        r"make the IDs unique \(e.g. `seqkit rename`\) and run again",
+    ),
+    ("bad.fq", b"@r1\nACGT\n+\nIII\n", r"bad.fq: malformed FASTQ \(first record\): Lengths of sequence and quality values differs for r1 \(4 and 3\)"),
+]
+
+
+@pytest.mark.parametrize("name, content, message", BLOCKING, ids=[b[0] for b in BLOCKING])
+def test_blocking_problems_raise_one_line_and_leave_nothing(tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=message) as info:
+        prepare_file(tmp_path / name, out, 500)
+    assert "\n" not in str(info.value)
+    assert listing(out) == []
+
+
+def test_a_late_error_keeps_earlier_outputs_untouched(tmp_path):
+    (tmp_path / "in.fa").write_text(">a\nACGTACGT\n")
+    first = prepare_file(tmp_path / "in.fa", tmp_path / "out", 500)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    # 1.5 Mbp before the duplicate: several batches are already written to the temporary files.
+    body = "".join(f">b{i}\n{'ACGTTGCA' * 125}\n" for i in range(1500))
+    (tmp_path / "in.fa").write_text(">a\nACGTACGT\n" + body + ">a\nAC\n")
+    with pytest.raises(InputError, match="record ID 'a' occurs twice"):
+        prepare_file(tmp_path / "in.fa", tmp_path / "out", 500)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+    assert first.chunked.exists()
+
+
+@pytest.mark.parametrize("name, content, message", BLOCKING[:5], ids=[b[0] for b in BLOCKING[:5]])
+def test_cli_prepare_exits_non_zero_with_the_message(tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["prepare", str(tmp_path / name), "-o", str(out), "-q"])
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(lines) == 1, result.output
+    assert re.search(message, lines[0])
+    assert [n for n in listing(out) if n.endswith((".fa", ".faa", ".tsv", ".part"))] == []

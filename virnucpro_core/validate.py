@@ -1,0 +1,199 @@
+"""Check an input file before a long run: is it usable, and what will ``prepare`` make of it?
+
+:func:`validate_file` reads the whole file once, streaming, and never raises for a
+problem in the content: it reports it. ``problems`` are what ``prepare`` would refuse
+(``usable`` is False then); ``warnings`` are what it accepts but the user should know
+(empty records it will skip, many ambiguous bases, RNA, sequences far shorter than a
+chunk).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from virnucpro_core.errors import InputError
+from virnucpro_core.seqio import (
+    RecordStream,
+    describe_bad_character,
+    display_name,
+    first_non_nucleotide,
+    is_binary_character,
+)
+
+#: How many IDs a report lists per kind (counts are always complete).
+LIST_CAP = 20
+#: Above this fraction of non-ACGT bases a warning is given (codons with them are dropped).
+AMBIGUOUS_WARN = 0.05
+#: Sequences shorter than this give no codon at all.
+MIN_USEFUL_LENGTH = 3
+_LOWER = bytes(range(ord("a"), ord("z") + 1))
+#: The smallest chunk size of the published models.
+SHORTEST_MODEL_CHUNK = 300
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """What :func:`validate_file` found; ``usable`` is False when ``prepare`` would refuse the file."""
+
+    path: str
+    format: str | None
+    compression: str | None
+    records: int
+    total_bases: int
+    min_length: int | None
+    max_length: int | None
+    mean_length: float | None
+    duplicate_ids: list[str] = field(default_factory=list)
+    duplicate_count: int = 0
+    empty_records: list[str] = field(default_factory=list)
+    empty_count: int = 0
+    non_nucleotide_records: list[str] = field(default_factory=list)
+    non_nucleotide_count: int = 0
+    ambiguous_bases: int = 0
+    ambiguous_fraction: float = 0.0
+    lowercase_fraction: float = 0.0
+    short_records: int = 0
+    usable: bool = False
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def render(self) -> str:
+        """A readable multi-line report."""
+        lines = [f"{self.path}: {'usable' if self.usable else 'NOT usable'}"]
+        if self.format:
+            lines.append(f"  format       {self.format} (compression: {self.compression})")
+        lines.append(f"  records      {self.records}")
+        if self.mean_length is not None:
+            lines.append(f"  total bases  {self.total_bases}")
+            lines.append(f"  length       min {self.min_length}, max {self.max_length}, mean {self.mean_length:.1f}")
+            lines.append(f"  ambiguous    {self.ambiguous_bases} bases ({100 * self.ambiguous_fraction:.2f}% not A/C/G/T)")
+            lines.append(f"  lower case   {100 * self.lowercase_fraction:.2f}% (kept in the chunk file, upper-cased for translation)")
+        for title, items in (("Problems", self.problems), ("Warnings", self.warnings)):
+            if items:
+                lines.append(f"{title}:")
+                lines += [f"  - {item}" for item in items]
+        return "\n".join(lines)
+
+
+def _ids(ids: list[str]) -> str:
+    shown = ", ".join(f"'{i}'" for i in ids[:5])
+    return shown + (", ..." if len(ids) > 5 else "")
+
+
+def validate_file(path: str | Path) -> ValidationReport:
+    """Read ``path`` (FASTA/FASTQ, plain or compressed, ``-`` for stdin) and report on it."""
+    name = display_name(path)
+    problems: list[str] = []
+    warnings: list[str] = []
+    fmt = compression = None
+    records = total = ambiguous = lower = short = 0
+    min_len: int | None = None
+    max_len: int | None = None
+    seen: set[str] = set()
+    duplicates: list[str] = []
+    dup_count = 0
+    empty: list[str] = []
+    empty_count = 0
+    non_nuc: list[str] = []
+    non_nuc_count = 0
+    first_bad: str | None = None
+    empty_id = 0
+    has_u = False
+    try:
+        with RecordStream(path) as stream:
+            fmt, compression = stream.format, stream.compression
+            if stream.empty:
+                problems.append(f"{name} is empty")
+            elif fmt is None:
+                problems.append(f"{name} contains no records (only blank lines)")
+            for record in stream:
+                records += 1
+                n = len(record.seq)
+                if record.id == "":
+                    empty_id += 1
+                if record.id in seen:
+                    dup_count += 1
+                    if len(duplicates) < LIST_CAP and record.id not in duplicates:
+                        duplicates.append(record.id)
+                seen.add(record.id)
+                if n == 0:
+                    empty_count += 1
+                    if len(empty) < LIST_CAP:
+                        empty.append(record.id)
+                    continue
+                bad = first_non_nucleotide(record.seq)
+                if bad is not None:
+                    non_nuc_count += 1
+                    if len(non_nuc) < LIST_CAP:
+                        non_nuc.append(record.id)
+                    if first_bad is None:
+                        pos, ch = bad
+                        kind = "binary data" if is_binary_character(ch) else "not an IUPAC nucleotide code"
+                        first_bad = f"record '{record.id}' has {describe_bad_character(ch)} at position {pos + 1} ({kind})"
+                    continue
+                total += n
+                min_len = n if min_len is None else min(min_len, n)
+                max_len = n if max_len is None else max(max_len, n)
+                if n < SHORTEST_MODEL_CHUNK:
+                    short += 1
+                data = record.seq.encode("ascii")
+                ambiguous += len(data.translate(None, b"ACGTacgt"))
+                lower += n - len(data.translate(None, _LOWER))
+                has_u = has_u or b"U" in data or b"u" in data
+    except InputError as exc:
+        problems.append(str(exc))
+    if has_u:
+        warnings.append("contains U (RNA): U is not translated, codons containing it are dropped; convert U to T first")
+    if dup_count:
+        problems.append(f"{dup_count} duplicate record ID(s), e.g. {_ids(duplicates)}: chunk IDs would be ambiguous; make IDs unique")
+    if non_nuc_count:
+        problems.append(
+            f"{non_nuc_count} record(s) are not nucleotide sequences ({first_bad}); "
+            "VirNucPro needs DNA (is this a protein FASTA?)"
+        )
+    if records == 0 and not problems:
+        problems.append(f"{name} contains no records")
+    if empty_count:
+        warnings.append(f"{empty_count} empty record(s), e.g. {_ids(empty)}: prepare skips them")
+    if empty_id:
+        warnings.append(f"{empty_id} record(s) with an empty ID (a bare '>' line): their chunks are named '_chunk_<k>'")
+    fraction = ambiguous / total if total else 0.0
+    if fraction > AMBIGUOUS_WARN:
+        warnings.append(
+            f"{100 * fraction:.1f}% of bases are not A/C/G/T: codons containing them are dropped from translations, "
+            "which shifts proteins (as in the original)"
+        )
+    if short:
+        tiny = " some give no codon at all;" if min_len is not None and min_len < MIN_USEFUL_LENGTH else ""
+        warnings.append(
+            f"{short} sequence(s) shorter than {SHORTEST_MODEL_CHUNK} bp become one short chunk each;{tiny} "
+            "the published models were trained on 300/500 bp chunks"
+        )
+    valid_records = records - empty_count - non_nuc_count
+    return ValidationReport(
+        path=name,
+        format=fmt,
+        compression=compression,
+        records=records,
+        total_bases=total,
+        min_length=min_len,
+        max_length=max_len,
+        mean_length=(total / valid_records) if valid_records > 0 else None,
+        duplicate_ids=duplicates,
+        duplicate_count=dup_count,
+        empty_records=empty,
+        empty_count=empty_count,
+        non_nucleotide_records=non_nuc,
+        non_nucleotide_count=non_nuc_count,
+        ambiguous_bases=ambiguous,
+        ambiguous_fraction=fraction,
+        lowercase_fraction=(lower / total) if total else 0.0,
+        short_records=short,
+        usable=not problems,
+        problems=problems,
+        warnings=warnings,
+    )
