@@ -191,3 +191,15 @@ def test_atomic_outputs_get_ordinary_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_run_that_finished_no_stage_is_simply_started_again(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        with open_run(out, "predict", identity(tmp_path)) as run:
+            run.run_stage(make_stage(out, "prepare", [], fail=True))
+    calls: list[str] = []
+    with open_run(out, "predict", identity(tmp_path, chunk_size=300)) as run:
+        run.run_stage(make_stage(out, "prepare", calls))
+    assert calls == ["prepare"]
+    assert json.loads((out / "run.json").read_text())["attempts"] == 1

@@ -157,6 +157,12 @@ class Run:
     def open(self) -> None:
         previous = self._read_manifest()
         new_print = fingerprint(self.identity)
+        if previous is not None and not self.resume and not any(
+            stage.get("status") == "done" for stage in previous.get("stages", {}).values()
+        ):
+            log.info("%s holds a run that finished no stage; starting over", self.outdir)
+            self._discard(previous)
+            previous = None
         if previous is not None:
             if self.force_resume:
                 log.info("--force-resume: discarding the previous run in %s", self.outdir)
