@@ -43,7 +43,7 @@ from torch import nn
 
 from virnucpro_core.atomic import atomic_path, write_json_atomic
 from virnucpro_core.errors import InputError, ModelError
-from virnucpro_core.modelset import sha256_file
+from virnucpro_core.checksum import sha256_file
 
 #: Class index -> label written to ``prediction_results.txt`` (class 1 = virus).
 LABELS: tuple[str, ...] = ("others", "virus")

@@ -26,7 +26,6 @@ This module imports nothing heavy; it is used by the CLI before any model loads.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from virnucpro_core.checksum import sha256_file
 from virnucpro_core.errors import ConfigError, ModelError
 
 MODELS_ENV = "VIRNUCPRO_MODELS"
@@ -82,15 +82,6 @@ class ModelSet:
             "tiny": self.tiny,
             "root": str(self.root) if self.root else None,
         }
-
-
-def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks (model files are gigabytes)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def mlp_file_name(model_type: int) -> str:

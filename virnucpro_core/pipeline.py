@@ -88,7 +88,7 @@ def _check(condition: bool, message: str) -> None:
 
 
 def run_predict(request: PredictRequest, runtime: RuntimeConfig) -> PredictSummary:
-    from virnucpro_core.classifier import sha256_file
+    from virnucpro_core.checksum import sha256_file
     from virnucpro_core.classify import classify_embeddings
     from virnucpro_core.devices import resolve_device
     from virnucpro_core.embedding import embed_fasta

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from virnucpro_core import __version__
 from virnucpro_core.atomic import write_json_atomic
+from virnucpro_core.checksum import sha256_file
 from virnucpro_core.errors import ConfigError, RunLockedError, VirnucproError
 
 log = logging.getLogger(__name__)
@@ -37,14 +38,6 @@ CHECKPOINTS = "checkpoints"
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def sha256_file(path: Path, block: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def describe_input(path: str | Path) -> dict[str, Any]:

@@ -78,6 +78,25 @@ class EmbeddingWriter(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
+class CommitOnExit:
+    """Mixin for writers: a clean ``with`` exit commits, an exception aborts."""
+
+    def commit(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def abort(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
 @dataclass(frozen=True)
 class EmbeddingFormat:
     """A registered format. ``suffixes`` (``(".h5", ".hdf5")``) let the CLI infer the

@@ -28,7 +28,7 @@ import numpy as np
 
 from virnucpro_core.atomic import fsync_path, temp_path_for
 from virnucpro_core.errors import InputError, VirnucproError
-from virnucpro_core.formats.base import EmbeddingMeta
+from virnucpro_core.formats.base import CommitOnExit, EmbeddingMeta
 from virnucpro_core.formats.checks import check_batch
 
 FORMAT_VERSION = 1
@@ -53,7 +53,7 @@ def chunk_rows(dim: int) -> int:
     return max(1, CHUNK_BYTES // (4 * max(dim, 1)))
 
 
-class Hdf5Writer:
+class Hdf5Writer(CommitOnExit):
     """Stream ``(ids, rows)`` batches into a new HDF5 file.
 
     Use as a context manager: a clean exit commits, an exception aborts (the
@@ -136,14 +136,6 @@ class Hdf5Writer:
         with contextlib.suppress(FileNotFoundError):
             self._tmp.unlink()
 
-    def __enter__(self) -> "Hdf5Writer":
-        return self
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
 
 class Hdf5Reader:

@@ -30,7 +30,7 @@ import numpy as np
 
 from virnucpro_core.atomic import atomic_open
 from virnucpro_core.errors import InputError, VirnucproError
-from virnucpro_core.formats.base import EmbeddingMeta
+from virnucpro_core.formats.base import CommitOnExit, EmbeddingMeta
 from virnucpro_core.formats.checks import check_batch
 
 #: layout name -> (key of the ID list, modality)
@@ -189,7 +189,7 @@ class PtReader:
         self.close()
 
 
-class PtWriter:
+class PtWriter(CommitOnExit):
     """Write the original layout chosen by ``meta.modality``.
 
     Cannot stream (the layout is one ``torch.save``'d object): batches are kept in
@@ -255,11 +255,3 @@ class PtWriter:
         self._batches = []
         self._ids = []
 
-    def __enter__(self) -> "PtWriter":
-        return self
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()

@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from virnucpro_core.atomic import write_json_atomic
-from virnucpro_core.modelset import MLP_DIR, MODELS_JSON, mlp_file_name, sha256_file
+from virnucpro_core.checksum import sha256_file
+from virnucpro_core.modelset import MLP_DIR, MODELS_JSON, mlp_file_name
 
 TINY_ESM2_DIM = 32
 TINY_DNABERT_DIM = 32

@@ -1,0 +1,15 @@
+"""File checksums for manifests (inputs, model files)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks (inputs and model files can be gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
