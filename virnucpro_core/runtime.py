@@ -1,7 +1,8 @@
 """How a run executes, as opposed to what it computes.
 
 :class:`RuntimeConfig` holds devices, precision, batch budgets, threads and
-checkpointing. It is built from CLI flags over an optional TOML file (``--config``,
+checkpointing. (No data-loader ``workers`` setting: the v1 backends tokenise in-process,
+and a setting that nothing reads is worse than none.) It is built from CLI flags over an optional TOML file (``--config``,
 table ``[runtime]``), and it is recorded in the run manifest but *not* fingerprinted,
 except for ``precision`` (which changes results): a run may resume on another device
 or with another batch size.
@@ -26,7 +27,6 @@ class RuntimeConfig:
     batch_tokens: int | None = None
     batch_size: int | None = None
     threads: int | None = None
-    workers: int = 0
     checkpoint_every: int = 10_000
     resume: bool = False
     force_resume: bool = False
@@ -40,8 +40,6 @@ class RuntimeConfig:
                 raise ConfigError(f"{name.replace('_', '-')} must be a positive number, got {value}")
         if self.checkpoint_every <= 0:
             raise ConfigError(f"checkpoint-every must be positive, got {self.checkpoint_every}")
-        if self.workers < 0:
-            raise ConfigError(f"workers must be >= 0, got {self.workers}")
         if self.resume and self.force_resume:
             raise ConfigError("--resume and --force-resume contradict each other; give one")
 
