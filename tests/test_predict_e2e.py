@@ -151,11 +151,16 @@ main()
     assert len(parts) == 2
     manifest = json.loads((outdir / "run.json").read_text())
     assert manifest["stages"]["embed_protein"]["status"] == "failed"
+    before = json.loads((outdir / "run.json").read_text())["stages"]
+    # resumed without repeating --checkpoint-every: the parts' own size is used
     result = CliRunner().invoke(cli, ["predict", str(two_genomes), "-o", str(outdir), "--models-dir", str(tiny_models),
-                                      "-q", "--checkpoint-every", "50", "--resume"])
+                                      "-q", "--resume"])
     assert result.exit_code == 0, result.output
-    counts = json.loads((outdir / "run.json").read_text())["counts"]
+    manifest = json.loads((outdir / "run.json").read_text())
+    counts = manifest["counts"]
     assert counts["embed_protein"]["parts_reused"] == 2
+    for stage in ("prepare", "embed_nucleotide"):  # finished stages were not run again
+        assert manifest["stages"][stage]["attempt"] == before[stage]["attempt"] == 1
     frames = fasta_ids(outdir / "prepare" / "mixed_identified_protein.faa")
     assert h5_ids(outdir / "embeddings" / "protein.h5") == frames
 
@@ -208,3 +213,79 @@ def test_kmer_backend_cannot_feed_the_published_mlp(tmp_path, tiny_models, two_g
                                       "--models-dir", str(tiny_models), "-q"])
     assert result.exit_code == 1
     assert "the MLP expects 64 features but the embeddings give 288 (256 nucleotide + 32 protein)" in result.output
+
+
+def test_resume_with_a_relative_outdir_skips_finished_stages(tmp_path, tiny_models, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["predict", str(DATA / "genomes" / "lambda_NC_001416.fa.gz"), "-o", "rel/out", "--models-dir", str(tiny_models), "-q"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    first = json.loads((tmp_path / "rel/out/run.json").read_text())["stages"]
+    assert first["prepare"]["outputs"][0] == "prepare/lambda_NC_001416_chunked500.fa"
+    result = CliRunner().invoke(cli, args + ["--resume"])
+    assert result.exit_code == 0, result.output
+    again = json.loads((tmp_path / "rel/out/run.json").read_text())["stages"]
+    assert all(again[name]["attempt"] == first[name]["attempt"] == 1 for name in first)
+
+
+def test_resume_redoes_only_the_stages_whose_settings_changed(tmp_path, tiny_models):
+    lam = str(DATA / "genomes" / "lambda_NC_001416.fa.gz")
+    out = tmp_path / "out"
+    base = ["predict", lam, "-o", str(out), "--models-dir", str(tiny_models), "-q"]
+    assert CliRunner().invoke(cli, base).exit_code == 0
+    first = json.loads((out / "run.json").read_text())["stages"]
+    assert CliRunner().invoke(cli, base + ["--resume", "--min-viral-fraction", "0"]).exit_code == 0
+    second = json.loads((out / "run.json").read_text())["stages"]
+    assert [n for n in first if second[n]["attempt"] != first[n]["attempt"]] == ["report"]
+    assert "virus" in (out / "sequence_summary.tsv").read_text().splitlines()[1]
+    from virnucpro_core.testing import write_original_mlp
+
+    other = write_original_mlp(tmp_path / "other.pth", input_dim=64, hidden_dim=16, seed=9)
+    result = CliRunner().invoke(cli, base + ["--resume", "--min-viral-fraction", "0", "--mlp", str(other)])
+    assert result.exit_code == 0, result.output
+    third = json.loads((out / "run.json").read_text())["stages"]
+    assert [n for n in first if third[n]["attempt"] != second[n]["attempt"]] == ["classify", "report"]
+
+
+def test_resume_from_stdin_is_refused(tmp_path, tiny_models):
+    seq = gzip.open(DATA / "genomes" / "lambda_NC_001416.fa.gz", "rt").read()
+    out = tmp_path / "out"
+    args = ["predict", "-", "-o", str(out), "--models-dir", str(tiny_models), "-q"]
+    assert CliRunner().invoke(cli, args, input=seq).exit_code == 0
+    result = CliRunner().invoke(cli, args + ["--resume"], input=seq)
+    assert result.exit_code == 2
+    assert "INPUT is stdin, which cannot be checked against the previous run" in result.output
+
+
+def test_embed_resume_refuses_checkpoints_of_another_model(tmp_path, tiny_models):
+    from virnucpro_core.testing import write_tiny_esm2
+
+    faa = tmp_path / "p.faa"
+    faa.write_text("".join(f">p{i}\n{'MKV' * (5 + i % 7)}\n" for i in range(30)))
+    other = write_tiny_esm2(tmp_path / "other", seed=5)
+    tiny = json.loads((tiny_models / "models.json").read_text())
+    out = tmp_path / "p.h5"
+    parts = tmp_path / "p.h5.parts"
+    parts.mkdir()
+    from virnucpro_core.embedding import _check_parts_identity
+
+    # checkpoints left by an interrupted run with the tiny set's model
+    from virnucpro_core.rundir import describe_input
+
+    identity = {"input": describe_input(faa), "backend": "esm2=v1", "package_version": "0.1.0",
+                "model": str(tiny_models / tiny["esm2"]), "revision": None, "precision": "fp32", "max_length": None}
+    _check_parts_identity(parts, identity, 10)
+    result = CliRunner().invoke(cli, ["embed", str(faa), "--backend", "esm2=v1", "--model", str(other), "-o", str(out),
+                                      "--resume", "-q", "--device", "cpu"])
+    assert result.exit_code == 2
+    assert "the checkpoints were made with other settings (model differ); use --force-resume" in result.output
+    assert not out.exists()
+
+
+def test_an_unwritable_output_is_one_line(tmp_path):
+    faa = tmp_path / "p.faa"
+    faa.write_text(">p1\nMKV\n")
+    result = subprocess.run([sys.executable, "-m", "virnucpro_core", "embed", str(faa), "--backend", "esm2=v1",
+                             "-o", "/proc/nope/x.h5", "-q"], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("Error: /proc/nope")

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 Modality = Literal["protein", "nucleotide"]
 MODALITIES: tuple[str, ...] = ("protein", "nucleotide")
@@ -60,7 +61,7 @@ class Embedder(Protocol):
 
     def embed(
         self, sequences: Sequence[str], progress: Callable[[int], None] | None = None
-    ) -> np.ndarray: ...
+    ) -> "np.ndarray": ...
 
     def close(self) -> None: ...
 

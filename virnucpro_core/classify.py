@@ -11,9 +11,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from virnucpro_core.errors import InputError, ModelError
 from virnucpro_core.merge import MergeStats
+
+if TYPE_CHECKING:
+    from virnucpro_core.classifier import MLPClassifier
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +54,20 @@ def classify_embeddings(
     nucleotide_format: str | None = None,
     protein_format: str | None = None,
     batch_size: int = 4096,
+    model: "MLPClassifier | None" = None,
 ) -> ClassifyResult:
-    """Write the two original result files for the frames present in both embedding files."""
+    """Write the two original result files for the frames present in both embedding files.
+
+    ``model`` is the MLP already loaded from ``mlp`` (the pipeline loads it before embedding).
+    """
     from virnucpro_core.classifier import load_mlp, predicted_classes, score
     from virnucpro_core.merge import Merger
     from virnucpro_core.registry import get_registry
     from virnucpro_core.report import PredictionWriter, write_consensus
 
     registry = get_registry()
-    model = load_mlp(mlp)
+    model = model if model is not None else load_mlp(mlp)
     input_dim = model.config.input_dim
-    outdir.mkdir(parents=True, exist_ok=True)
     predictions, consensus = outdir / PREDICTIONS, outdir / CONSENSUS
     nuc_fmt = registry.format_for_path(nucleotide, nucleotide_format)
     prot_fmt = registry.format_for_path(protein, protein_format)
@@ -73,6 +80,7 @@ def classify_embeddings(
                 f"({nuc.meta.dim} nucleotide + {prot.meta.dim} protein); use the MLP trained for these models "
                 "(the published ones need DNABERT-S 768 + ESM-2 3B 2560)"
             )
+        outdir.mkdir(parents=True, exist_ok=True)
         for problem in merger.stats.problems():
             log.warning("%s: %s", outdir, problem)
         with PredictionWriter(predictions) as writer:

@@ -60,6 +60,10 @@ class VirnucproGroup(click.Group):
         except VirnucproError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:  # a path we cannot write or read: one line, not a traceback
+            where = exc.filename or "a file"
+            click.echo(f"Error: {where}: {exc.strerror or exc}; check the path, its permissions and free disk space", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=VirnucproGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -3,7 +3,9 @@
 Work is cut into *parts* of ``checkpoint_every`` sequences. Each part is written to its
 own HDF5 file (ids and embeddings together, atomically), so an interrupted run resumes
 from the last finished part; a part whose ids do not match the input is recomputed,
-never dropped. When all parts exist they are streamed into the output file in the
+never dropped. The default part size, 10,000 sequences, is the original's
+``split_fasta_file(..., 10000)``: the original batched ESM-2 within each such file, so
+equal parts give the same batches, hence the same numbers to the last bit. When all parts exist they are streamed into the output file in the
 requested format and the parts are removed. Counts are checked at every step: every
 input record gives exactly one output row.
 """
@@ -11,17 +13,18 @@ input record gives exactly one output row.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from virnucpro_core.backends import Backend, Embedder, EmbedderOptions
-from virnucpro_core.errors import InputError, VirnucproError
+from virnucpro_core.errors import ConfigError, VirnucproError
 from virnucpro_core.formats.base import EmbeddingFormat, EmbeddingMeta
 
 log = logging.getLogger(__name__)
@@ -84,6 +87,30 @@ def _check_output(array: np.ndarray, ids: list[str], embedder: Embedder, backend
     return array
 
 
+PARTS_JSON = "parts.json"
+
+
+def _check_parts_identity(parts_dir: Path, identity: dict[str, Any], checkpoint_every: int) -> int:
+    """Record (or, resuming, compare) what the parts in ``parts_dir`` were made with."""
+    from virnucpro_core.atomic import write_json_atomic
+
+    path = parts_dir / PARTS_JSON
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored.get("identity") != json.loads(json.dumps(identity, default=str)):
+            changed = sorted(k for k in set(stored.get("identity", {})) | set(identity)
+                             if stored.get("identity", {}).get(k) != identity.get(k))
+            raise ConfigError(
+                f"{parts_dir}: the checkpoints were made with other settings ({', '.join(changed)} differ); "
+                "use --force-resume to discard them"
+            )
+        if stored["checkpoint_every"] != checkpoint_every:
+            log.info("resuming with the part size of the checkpoints (%d sequences)", stored["checkpoint_every"])
+        return int(stored["checkpoint_every"])
+    write_json_atomic(path, {"identity": identity, "checkpoint_every": checkpoint_every})
+    return checkpoint_every
+
+
 def embed_fasta(
     fasta: Path,
     out: Path,
@@ -95,8 +122,15 @@ def embed_fasta(
     checkpoint_every: int = 10_000,
     resume: bool = False,
     progress: bool = False,
+    identity: Mapping[str, Any] | None = None,
 ) -> EmbedResult:
-    """Embed every record of ``fasta`` with ``backend`` into ``out`` (format ``fmt``)."""
+    """Embed every record of ``fasta`` with ``backend`` into ``out`` (format ``fmt``).
+
+    ``identity`` describes what the parts depend on (input, backend, model, precision);
+    it is stored in ``parts_dir/parts.json`` with the part size, and a resume whose
+    identity differs is refused rather than mixing two models' rows in one file. On
+    resume the stored part size wins, so part boundaries line up with the finished parts.
+    """
     from tqdm import tqdm
 
     from virnucpro_core.formats.hdf5 import Hdf5Reader, Hdf5Writer
@@ -106,9 +140,9 @@ def embed_fasta(
     if not resume and parts_dir.exists():
         shutil.rmtree(parts_dir)
     parts_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_every = _check_parts_identity(parts_dir, dict(identity or {}), checkpoint_every)
 
     embedder: Embedder | None = None
-    seen: set[str] = set()
     computed = reused = done = 0
     dim = model = None
     part_paths: list[Path] = []
@@ -116,10 +150,6 @@ def embed_fasta(
     try:
         for index, group in enumerate(_groups(fasta, checkpoint_every)):
             ids = [record_id for record_id, _ in group]
-            for record_id in ids:
-                if record_id in seen:
-                    raise InputError(f"{fasta}: duplicate record id {record_id!r}; every sequence needs a unique id")
-                seen.add(record_id)
             part = parts_dir / f"part-{index:06d}.h5"
             part_paths.append(part)
             if part.exists():

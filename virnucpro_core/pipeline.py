@@ -34,6 +34,7 @@ class PredictRequest:
     esm_model: str | None = None
     dnabert_model: str | None = None
     mlp: Path | None = None
+    dnabert_revision: str | None = None
     min_viral_fraction: float = 0.5
     backend_specs: tuple[str, ...] = ()
     v1_fallback: bool = False
@@ -88,7 +89,9 @@ def _check(condition: bool, message: str) -> None:
 
 
 def run_predict(request: PredictRequest, runtime: RuntimeConfig) -> PredictSummary:
+    from virnucpro_core.atomic import atomic_open
     from virnucpro_core.checksum import sha256_file
+    from virnucpro_core.classifier import load_mlp
     from virnucpro_core.classify import classify_embeddings
     from virnucpro_core.devices import resolve_device
     from virnucpro_core.embedding import embed_fasta
@@ -119,15 +122,19 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig) -> PredictSumma
         "protein": request.esm_model or (models.esm2 if backends["protein"].family == "esm2" else None),
         "nucleotide": request.dnabert_model or (models.dnabert if backends["nucleotide"].family == "dnabert" else None),
     }
+    revision_for = {"protein": None, "nucleotide": request.dnabert_revision}
+    mlp = load_mlp(models.mlp)  # a bad MLP must stop the run before hours of embedding, not after
+    mlp_identity = {"path": str(Path(models.mlp).resolve()), "sha256": sha256_file(models.mlp),
+                    "input_dim": mlp.config.input_dim, "model_type": request.model_type}
+    # What the embeddings depend on; --resume refuses a run where any of it differs.
     identity = {
         "inputs": [describe_input(request.input_path)],
-        "parameters": {"chunk_size": request.chunk_size, "model_type": request.model_type,
-                       "min_viral_fraction": request.min_viral_fraction, "precision": runtime.precision},
+        "parameters": {"chunk_size": request.chunk_size, "precision": runtime.precision},
         "backends": backends.manifest(),
         "models": {
-            "protein": _model_identity(model_for["protein"]) if model_for["protein"] else {"name": "backend default"},
-            "nucleotide": _model_identity(model_for["nucleotide"]) if model_for["nucleotide"] else {"name": "backend default"},
-            "mlp": {"path": str(Path(models.mlp).resolve()), "sha256": sha256_file(models.mlp)},
+            modality: {**(_model_identity(model_for[modality]) if model_for[modality] else {"name": "backend default"}),
+                       **({"revision": revision_for[modality]} if revision_for[modality] else {})}
+            for modality in ("protein", "nucleotide")
         },
     }
     info = {"architecture": backends.architecture(), "runtime": {**runtime.as_dict(), "device": device},
@@ -144,9 +151,13 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig) -> PredictSumma
     counts: dict[str, dict[str, Any]] = {}
 
     with open_run(outdir, "predict", identity, info=info, resume=runtime.resume, force_resume=runtime.force_resume) as run:
+        warning_file = outdir / "WARNING_TINY_MODELS.txt"
         if models.tiny:
             run.manifest["warning"] = TINY_WARNING
-            (outdir / "WARNING_TINY_MODELS.txt").write_text(TINY_WARNING + "\n")
+            with atomic_open(warning_file) as handle:
+                handle.write(TINY_WARNING + "\n")
+        else:
+            warning_file.unlink(missing_ok=True)
 
         def do_prepare():
             prep.mkdir(parents=True, exist_ok=True)
@@ -163,22 +174,25 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig) -> PredictSumma
 
             def do_embed(backend=backend, fasta=fasta, target=target, modality=modality):
                 emb.mkdir(parents=True, exist_ok=True)
-                options = runtime.embedder_options(model_for[modality], show_progress=request.progress)
+                options = runtime.embedder_options(model_for[modality], modality=modality, revision=revision_for[modality],
+                                                   show_progress=request.progress)
                 result = embed_fasta(fasta, target, backend, options, fmt=hdf5, parts_dir=run.checkpoints / modality,
-                                     checkpoint_every=runtime.checkpoint_every, resume=run.resumed, progress=request.progress)
+                                     checkpoint_every=runtime.checkpoint_every, resume=run.resumed, progress=request.progress,
+                                     identity={"run": run.manifest["fingerprint"], "modality": modality})
                 _check(result.sequences == frames, f"{result.sequences} {modality} embeddings for {frames} frames")
                 return {**result.counts(), "backend": backend.describe()}
 
             counts[f"embed_{modality}"] = dict(run.run_stage(Stage(f"embed_{modality}", [target], do_embed)))
 
         def do_classify():
-            result = classify_embeddings(nucleotide_h5, protein_h5, models.mlp, outdir, device=device)
+            result = classify_embeddings(nucleotide_h5, protein_h5, models.mlp, outdir, device=device, model=mlp)
             _check(result.merge.complete and result.frames_scored == frames,
                    f"{result.frames_scored} frames scored for {frames} frames ({'; '.join(result.merge.problems())})")
             return result.counts()
 
         counts["classify"] = dict(run.run_stage(Stage("classify", [outdir / "prediction_results.txt",
-                                                                    outdir / "prediction_results_highestscore.csv"], do_classify)))
+                                                                    outdir / "prediction_results_highestscore.csv"], do_classify,
+                                                    identity={"mlp": mlp_identity})))
 
         def do_report():
             stats = write_sequence_summary(sequences_tsv, outdir / "prediction_results.txt", outdir / "sequence_summary.tsv",
@@ -193,7 +207,8 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig) -> PredictSumma
             return {"sequences": stats.sequences, "with_frames": stats.with_frames, "viral_sequences": stats.viral,
                     "chunks_scored": stats.chunks_scored, "viral_chunks": _viral_chunks(outdir)}
 
-        counts["report"] = dict(run.run_stage(Stage("report", [outdir / "sequence_summary.tsv", outdir / "viral_sequences.fa"], do_report)))
+        counts["report"] = dict(run.run_stage(Stage("report", [outdir / "sequence_summary.tsv", outdir / "viral_sequences.fa"], do_report,
+                                                  identity={"min_viral_fraction": request.min_viral_fraction})))
         run.manifest["counts"] = counts
         shutil.rmtree(run.checkpoints, ignore_errors=True)  # every stage is done; parts were merged
     return PredictSummary(outdir, backends.architecture(), counts, time.monotonic() - start, models.tiny, run.resumed)
@@ -208,26 +223,26 @@ def _viral_chunks(outdir: Path) -> int:
 def _viral_from_prepared(prep: Path, stem: str, chunk_size: int, outdir: Path) -> int:
     """stdin cannot be read twice: rebuild the viral sequences from the prepared chunks.
 
-    Chunks overlap, so the sequence is reassembled from chunk starts; this gives the
-    input sequence exactly (upper/lower case kept), without its description.
+    Chunks overlap and cover their sequence, so chunk ``k`` contributes the bases up to
+    where chunk ``k+1`` starts; this gives the input sequence exactly (case kept), without
+    its description. Chunks come in input order, so one sequence is held at a time.
     """
+    from itertools import groupby
+
     from virnucpro_core.atomic import atomic_open
     from virnucpro_core.chunking import chunk_starts
     from virnucpro_core.report import iter_summary
-    from virnucpro_core.seqio import read_records
+    from virnucpro_core.seqio import iter_fasta
 
     viral = {row.sequence_id: row.length for row in iter_summary(outdir / "sequence_summary.tsv") if row.call == "virus"}
     written = 0
-    pieces: dict[str, list[str]] = {}
-    for record in read_records(prep / f"{stem}_chunked{chunk_size}.fa"):
-        seq_id = record.id.rsplit("_chunk_", 1)[0]
-        if seq_id in viral:
-            pieces.setdefault(seq_id, []).append(record.seq)
+    chunks = iter_fasta(prep / f"{stem}_chunked{chunk_size}.fa")
     with atomic_open(outdir / "viral_sequences.fa") as handle:
-        for seq_id, length in viral.items():
-            starts = chunk_starts(length, chunk_size)
-            chunks = pieces.get(seq_id, [])
-            seq = "".join(chunk[: (starts[i + 1] - starts[i]) if i + 1 < len(starts) else None] for i, chunk in enumerate(chunks))
+        for seq_id, group in groupby(chunks, key=lambda item: item[0].rsplit("_chunk_", 1)[0]):
+            if seq_id not in viral:
+                continue
+            starts = chunk_starts(viral[seq_id], chunk_size) + [viral[seq_id]]
+            seq = "".join(chunk[: starts[i + 1] - starts[i]] for i, (_, chunk) in enumerate(group))
             handle.write(f">{seq_id}\n")
             for i in range(0, len(seq), 60):
                 handle.write(seq[i : i + 60] + "\n")

@@ -112,14 +112,18 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
 
 @dataclass(frozen=True)
 class Stage:
-    """One step of a run: its outputs (relative to OUTDIR) and a function that makes them.
+    """One step of a run: its outputs, a function that makes them, and what it depends on.
 
     ``run`` returns counts (``{"frames": 123}``), which go into the manifest.
+    ``identity`` holds the settings only this stage depends on (the MLP for classify,
+    the threshold for report): on ``--resume`` a finished stage whose identity changed
+    is redone, and so is every stage after it, without discarding earlier work.
     """
 
     name: str
     outputs: Sequence[Path]
     run: Callable[[], Mapping[str, Any]]
+    identity: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -138,6 +142,8 @@ class Run:
     force_resume: bool = False
     manifest: dict[str, Any] = field(default_factory=dict)
     resumed: bool = False
+    #: once a stage runs, every later stage runs too (its inputs may have changed)
+    redo_rest: bool = False
 
     @property
     def manifest_path(self) -> Path:
@@ -162,6 +168,11 @@ class Run:
                 self._discard(previous)
                 previous = None
             elif self.resume:
+                if any(item.get("path") == "-" for item in self.identity.get("inputs", [])):
+                    raise ConfigError(
+                        f"{self.outdir}: INPUT is stdin, which cannot be checked against the previous run; "
+                        "resume with the input as a file, or use --force-resume"
+                    )
                 if previous.get("fingerprint") != new_print:
                     diffs = _differences(previous.get("identity", {}), dict(self.identity))
                     raise ConfigError(
@@ -230,12 +241,20 @@ class Run:
         return self.manifest.get("stages", {}).get(name, {}).get("counts", {})
 
     def run_stage(self, stage: Stage) -> Mapping[str, Any]:
-        """Run ``stage`` unless a resumed run already finished it; record status and counts."""
-        if self.resumed and self.stage_done(stage.name):
-            log.info("stage %s: done in a previous attempt, skipped", stage.name)
-            return self.counts(stage.name)
-        rel_outputs = [str(Path(p).relative_to(self.outdir)) if Path(p).is_absolute() else str(p) for p in stage.outputs]
-        entry = {"status": "running", "started": _now(), "outputs": rel_outputs}
+        """Run ``stage`` unless a resumed run already finished it with the same settings;
+        record status, settings and counts."""
+        stage_print = fingerprint(stage.identity)
+        if self.resumed and not self.redo_rest and self.stage_done(stage.name):
+            previous = self.manifest["stages"][stage.name]
+            if previous.get("fingerprint", stage_print) == stage_print:
+                log.info("stage %s: done in a previous attempt, skipped", stage.name)
+                return self.counts(stage.name)
+            diffs = _differences(previous.get("identity", {}), dict(stage.identity))
+            log.info("stage %s: settings changed (%s); redoing it and the stages after it", stage.name, "; ".join(diffs))
+        self.redo_rest = True
+        rel_outputs = [os.path.relpath(Path(p).resolve(), self.outdir) for p in stage.outputs]
+        entry = {"status": "running", "started": _now(), "attempt": self.manifest.get("attempts", 1), "outputs": rel_outputs,
+                 "identity": dict(stage.identity), "fingerprint": stage_print}
         self.manifest.setdefault("stages", {})[stage.name] = entry
         self.save()
         start = time.monotonic()
@@ -266,7 +285,7 @@ def open_run(
     force_resume: bool = False,
 ) -> Iterator[Run]:
     """Create/lock ``outdir`` and yield a :class:`Run`; the manifest records failure too."""
-    outdir = Path(outdir)
+    outdir = Path(outdir).resolve()
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -52,15 +52,20 @@ class RuntimeConfig:
         values.update({k: v for k, v in cli_values.items() if v is not None})
         return cls(**values)
 
-    def embedder_options(self, model: str | None, *, max_length: int | None = None, show_progress: bool = False) -> EmbedderOptions:
+    def embedder_options(self, model: str | None, *, modality: str | None = None, revision: str | None = None,
+                         max_length: int | None = None, show_progress: bool = False) -> EmbedderOptions:
+        """Options for one backend. With ``modality`` (the pipeline), ``batch_tokens`` goes to
+        the protein backend only and ``batch_size`` to the nucleotide one, as the flags say;
+        without it (``virnucpro embed``, one backend) both go to the backend asked for."""
         from virnucpro_core.devices import resolve_device
 
         return EmbedderOptions(
             model=model,
             device=resolve_device(self.device),
             precision=self.precision,
-            batch_tokens=self.batch_tokens,
-            batch_size=self.batch_size,
+            batch_tokens=self.batch_tokens if modality in (None, "protein") else None,
+            batch_size=self.batch_size if modality in (None, "nucleotide") else None,
+            revision=revision,
             max_length=max_length,
             show_progress=show_progress,
         )

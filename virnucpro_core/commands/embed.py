@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Embeddings file to write (.h5 for HDF5, .pt for the original layout).")
 @click.option("--backend", "backend_spec", required=True, metavar="FAMILY[=VERSION]", help="e.g. esm2=v1, dnabert=v1, or just esm2 for the newest available (see `virnucpro backends`).")
 @click.option("--model", default=None, help="Model name or local path [the backend's default, e.g. esm2_t36_3B_UR50D].")
+@click.option("--revision", default=None, help="Pin the model revision (Hugging Face commit) for backends that load from the hub.")
 @click.option("--format", "format_name", default=None, help="Output format [from the file suffix; hdf5 for .h5]. See `virnucpro backends --all`.")
 @click.option("--max-length", type=click.IntRange(min=1), default=None, help="Residues/bases pooled per sequence [backend default; esm2: 1024 like the original].")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=10_000, show_default=True, help="Sequences per checkpoint part.")
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 @click.option("--force-resume", is_flag=True, help="Discard OUTPUT and its checkpoint parts and start over.")
 @device_options
 @logging_options
-def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, format_name: str | None, max_length: int | None,
+def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, revision: str | None, format_name: str | None, max_length: int | None,
           checkpoint_every: int, resume: bool, force_resume: bool, device: str, precision: str | None, batch_tokens: int | None,
           batch_size: int | None, threads: int | None, verbose: int, quiet: bool, log_file: Path | None) -> None:
     """Embed every sequence of INPUT (FASTA) and write one row per sequence, in input order.
@@ -45,6 +46,7 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
     from virnucpro_core.logs import setup_logging
     from virnucpro_core.registry import get_registry
     from virnucpro_core.runtime import RuntimeConfig
+    from virnucpro_core.rundir import describe_input
     from virnucpro_core.selection import parse_backend_options
 
     setup_logging(verbose, quiet, log_file)
@@ -69,10 +71,13 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
     elif parts.exists() and not resume:
         raise ConfigError(f"{parts} holds checkpoints of an interrupted run; pass --resume to continue or --force-resume to discard them")
     output.parent.mkdir(parents=True, exist_ok=True)
-    options = runtime.embedder_options(model, max_length=max_length, show_progress=not quiet)
+    options = runtime.embedder_options(model, revision=revision, max_length=max_length, show_progress=not quiet)
     log.info("backend %s", backend.describe())
     result = embed_fasta(input_path, output, backend, options, fmt=fmt, parts_dir=parts,
-                         checkpoint_every=checkpoint_every, resume=resume, progress=not quiet)
+                         checkpoint_every=checkpoint_every, resume=resume, progress=not quiet,
+                         identity={"input": describe_input(input_path), "backend": backend.key,
+                                   "package_version": backend.package_version, "model": model, "revision": revision,
+                                   "precision": runtime.precision, "max_length": max_length})
     rate = result.sequences / result.seconds if result.seconds > 0 else 0.0
     click.echo(f"{result.sequences} sequences -> {output} ({fmt.name}, dim {result.dim}, model {result.model}; "
                f"{rate:.1f} seq/s" + (f", {result.parts_reused} part(s) resumed" if result.parts_reused else "") + ")")

@@ -104,7 +104,6 @@ def init_tiny(directory: Path, seed: int, force: bool) -> None:
 
     if (directory / MODELS_JSON).exists() and not force:
         raise ConfigError(f"{directory / MODELS_JSON} already exists: choose another directory or pass --force")
-    click.echo(TINY_BANNER, err=True)
     write_tiny_model_set(directory, seed=seed)
     click.echo(f"wrote a tiny model set to {directory} (use --models-dir {directory})")
     click.echo(TINY_BANNER, err=True)

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 @click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path), envvar="VIRNUCPRO_MODELS", default=None, help="Directory from `virnucpro models download` (or init-tiny) [env VIRNUCPRO_MODELS].")
 @click.option("--esm-model", default=None, help="ESM-2 model name or checkpoint path [models dir, else esm2_t36_3B_UR50D].")
 @click.option("--dnabert-model", default=None, help="DNABERT-S Hugging Face id or folder [models dir, else zhihan1996/DNABERT-S].")
+@click.option("--dnabert-revision", default=None, help="Pin the DNABERT-S Hugging Face revision (commit) when it is loaded by id.")
 @click.option("--mlp", type=click.Path(dir_okay=False, path_type=Path), default=None, help="MLP file (.pth original or .safetensors) [models dir].")
 @click.option("--min-viral-fraction", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True, help="sequence_summary.tsv calls a sequence virus when at least this fraction of its scored chunks is viral.")
 @backend_options
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 @resume_options
 @logging_options
 def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | None, models_dir: Path | None, esm_model: str | None,
-            dnabert_model: str | None, mlp: Path | None, min_viral_fraction: float, backend_specs: tuple[str, ...], v1_fallback: bool,
+            dnabert_model: str | None, dnabert_revision: str | None, mlp: Path | None, min_viral_fraction: float, backend_specs: tuple[str, ...], v1_fallback: bool,
             verbose: int, quiet: bool, log_file: Path | None, **runtime_flags) -> None:
     """Predict which sequences of INPUT are viral.
 
@@ -67,6 +68,7 @@ def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | No
         models_dir=models_dir,
         esm_model=esm_model,
         dnabert_model=dnabert_model,
+        dnabert_revision=dnabert_revision,
         mlp=mlp,
         min_viral_fraction=min_viral_fraction,
         backend_specs=tuple(backend_specs),

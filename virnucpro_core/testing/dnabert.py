@@ -175,5 +175,11 @@ def write_tiny_dnabert(
     model = BertModel(config)
     randomise_weights(model, seed)
     model.eval()
-    model.save_pretrained(directory)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a test factory: no "Writing model shards" bar
+    try:
+        model.save_pretrained(directory)
+    finally:
+        hf_logging.enable_progress_bar()
     return directory

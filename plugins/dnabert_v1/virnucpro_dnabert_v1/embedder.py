@@ -128,6 +128,10 @@ class DnabertV1Embedder:
     @classmethod
     def from_options(cls, options: EmbedderOptions) -> DnabertV1Embedder:
         attention = options.extra.get("attention", "torch") if options.extra else "torch"
+        if not options.show_progress:  # -q: no transformers "Loading weights" bars either
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
         loaded = load_dnabert(options.model, revision=options.revision, attention=attention)
         return cls(
             loaded,
