@@ -84,3 +84,30 @@ def test_classify_refuses_an_mlp_of_the_wrong_width(tmp_path):
         f"Error: {small}: the MLP expects 64 features but the embeddings give 3328 (768 nucleotide + 2560 protein); "
         "use the MLP trained for these models (the published ones need DNABERT-S 768 + ESM-2 3B 2560)\n"
     )
+
+
+def test_merge_command_reproduces_the_original_merged_file(tmp_path):
+    out = tmp_path / "merged.pt"
+    result = CliRunner().invoke(cli, ["merge", str(REF / "output_1_DNABERT_S.pt"), str(REF / "output_1_ESM.pt"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("merged 4 of 4 nucleotide and 4 protein embeddings")
+    ours = torch.load(out, weights_only=True)
+    original = torch.load(REF / "output_1_merged.pt", weights_only=True)
+    assert ours["ids"] == original["ids"]
+    assert torch.equal(ours["data"], original["data"])
+
+
+def test_merge_strict_refuses_unmatched_ids(tmp_path):
+    from virnucpro_core.formats.base import EmbeddingMeta
+    from virnucpro_core.formats.hdf5 import Hdf5Writer
+
+    for name, modality, ids in (("n.h5", "nucleotide", ["a", "b"]), ("p.h5", "protein", ["a"])):
+        with Hdf5Writer(tmp_path / name, EmbeddingMeta(dim=2, modality=modality)) as writer:
+            writer.write(ids, np.ones((len(ids), 2), dtype=np.float32))
+    result = CliRunner().invoke(cli, ["merge", str(tmp_path / "n.h5"), str(tmp_path / "p.h5"), "-o", str(tmp_path / "m.h5"), "--strict"])
+    assert result.exit_code == 1
+    assert "do not hold the same IDs: 1 nucleotide IDs have no protein embedding (e.g. b)" in result.output
+    assert not (tmp_path / "m.h5").exists()
+    result = CliRunner().invoke(cli, ["merge", str(tmp_path / "n.h5"), str(tmp_path / "p.h5"), "-o", str(tmp_path / "m.h5")])
+    assert result.exit_code == 0
+    assert "merged 1 of 2 nucleotide and 1 protein embeddings; 1 nucleotide IDs have no protein embedding (e.g. b)" in result.output

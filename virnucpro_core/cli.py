@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "prepare": "virnucpro_core.commands.prepare:prepare",
     "validate": "virnucpro_core.commands.validate:validate",
     "embed": "virnucpro_core.commands.embed:embed",
+    "merge": "virnucpro_core.commands.merge:merge",
     "classify": "virnucpro_core.commands.classify:classify",
     "convert": "virnucpro_core.commands.convert:convert",
     "backends": "virnucpro_core.commands.backends:backends",
