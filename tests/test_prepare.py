@@ -245,3 +245,162 @@ def test_cli_prepare_exits_non_zero_with_the_message(tmp_path, name, content, me
     assert len(lines) == 1, result.output
     assert re.search(message, lines[0])
     assert [n for n in listing(out) if n.endswith((".fa", ".faa", ".tsv", ".part"))] == []
+
+
+# --- Constant memory: a record is never held whole -------------------------------------------
+
+
+def random_chromosome(length: int, seed: int) -> str:
+    """Random DNA with runs of N and stretches of lower case (soft-masked repeats), as assemblies have."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    seq = np.frombuffer(b"ACGT", dtype=np.uint8)[rng.integers(0, 4, length)].copy()
+    for start in rng.integers(0, length - 5000, 40).tolist():
+        seq[start : start + int(rng.integers(1, 5000))] = ord("N")
+    for start in rng.integers(0, length - 20000, 40).tolist():
+        seq[start : start + int(rng.integers(1, 20000))] |= 0x20  # lower case
+    return seq.tobytes().decode("ascii")
+
+
+def test_a_chromosome_sized_record_is_cut_across_blocks_and_batches_like_the_original(tmp_path):
+    from virnucpro_core import prepare, seqio
+
+    big = random_chromosome(2_000_000, seed=11)
+    records = [("chr1 two megabases", big), ("plasmid", big[:1234]), ("chr2", big[7:600_007])]
+    (tmp_path / "asm.fa").write_text(fasta(records, width=70))
+    # 2 Mbp spans several scanner blocks and translation batches, none aligned with lines or chunks.
+    assert len(big) > 4 * seqio.BLOCK_CHARS and len(big) > 2 * prepare.BATCH_BASES
+    ours = prepare_file(tmp_path / "asm.fa", tmp_path / "ours", 500)
+    theirs = original_prepare(tmp_path / "asm.fa", tmp_path / "theirs", 500)
+    assert outputs(ours) == tuple(path.read_bytes() for path in theirs)
+    assert ours.sequences_tsv.read_text() == "id\tlength\tchunks\nchr1\t2000000\t4000\nplasmid\t1234\t3\nchr2\t600000\t1200\n"
+
+
+def test_memory_does_not_grow_with_the_length_of_a_single_line_record(tmp_path, monkeypatch):
+    """A 4x longer one-line record peaks at the same traced memory: only a block and a batch are held."""
+    import tracemalloc
+
+    from virnucpro_core import prepare, seqio
+
+    monkeypatch.setattr(seqio, "BLOCK_CHARS", 1 << 16)
+    monkeypatch.setattr(prepare, "BATCH_BASES", 1 << 16)
+    peaks = []
+    for length in (500_000, 2_000_000):
+        path = tmp_path / f"one_line_{length}.fa"
+        path.write_text(f">chr\n{random_chromosome(length, seed=length)}\n")
+        tracemalloc.start()
+        try:
+            prepare_file(path, tmp_path / f"out{length}", 500)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    # Holding the record whole would cost several bytes per base: over 4 MB more for the longer one.
+    assert peaks[1] - peaks[0] < 400_000, peaks
+    assert peaks[1] < 4_000_000, peaks
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=multi_record_fasta(), size=st.sampled_from([300, 500]), block=st.sampled_from([7, 61, 500]),
+       batch=st.sampled_from([1, 299, 5000]), one_line=st.booleans())
+def test_tiny_blocks_and_batches_give_the_original_outputs(tmp_path_factory, case, size, block, batch, one_line):
+    from virnucpro_core import prepare, seqio
+
+    records, width = case
+    width = 10**6 if one_line else width
+    work = tmp_path_factory.mktemp("tiny")
+    (work / "ours.fa").write_text(fasta(records, width))
+    (work / "theirs.fa").write_text(fasta([r for r in records if r[1]], width))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(seqio, "BLOCK_CHARS", block)
+        patch.setattr(prepare, "BATCH_BASES", batch)
+        ours = prepare_file(work / "ours.fa", work / "p", size)
+    theirs = original_prepare(work / "theirs.fa", work / "o", size)
+    assert outputs(ours) == tuple(path.read_bytes() for path in theirs)
+    rows = ours.sequences_tsv.read_text().splitlines()[1:]
+    assert [row.split("\t")[:2] for row in rows] == [[t.split()[0], str(len(s))] for t, s in records]
+
+
+# --- stdin is kept in a temporary file for the second reading, and never left behind ----------
+
+
+def feed_stdin(monkeypatch, data: bytes) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
+def test_stdin_fasta_is_spooled_in_the_output_directory_and_removed(tmp_path, monkeypatch, expected):
+    from virnucpro_core import prepare
+
+    seen_during_pass_2 = []
+    real = prepare.identified_fasta
+
+    def watching(*args):
+        seen_during_pass_2.append(listing(tmp_path / "s"))
+        return real(*args)
+
+    monkeypatch.setattr(prepare, "identified_fasta", watching)
+    feed_stdin(monkeypatch, bz2.compress(fasta(SMALL).encode()))
+    result = prepare_file("-", tmp_path / "s", 300)
+    assert outputs(result) == expected
+    assert any(re.fullmatch(r"\.virnucpro-stdin-.*\.spool", name) for name in seen_during_pass_2[0])
+    assert listing(tmp_path / "s") == ["stdin_chunked300.fa", "stdin_identified_nucleotide.fa",
+                                       "stdin_identified_protein.faa", "stdin_sequences.tsv"]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (fasta(SMALL) + ">c4\nACGTQ\n", r"stdin: record 'c4' contains 'Q' at position 5"),
+        (fasta(SMALL) + ">c2 again\nACGT\n", r"stdin: record ID 'c2' occurs twice \(records 2 and 4\)"),
+    ],
+)
+def test_stdin_errors_leave_nothing_behind(tmp_path, monkeypatch, content, message):
+    feed_stdin(monkeypatch, content.encode())
+    with pytest.raises(InputError, match=message):
+        prepare_file("-", tmp_path / "out", 300)
+    assert listing(tmp_path / "out") == []
+
+
+def test_a_failure_while_writing_leaves_neither_spool_nor_outputs(tmp_path, monkeypatch):
+    from virnucpro_core import prepare
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(prepare, "identified_fasta", disk_full)
+    feed_stdin(monkeypatch, fasta(SMALL).encode())
+    with pytest.raises(OSError, match="No space left"):
+        prepare_file("-", tmp_path / "out", 300)
+    assert listing(tmp_path / "out") == []
+
+
+def test_a_file_changed_between_the_two_readings_is_refused(tmp_path, monkeypatch):
+    from virnucpro_core import prepare
+
+    path = tmp_path / "in.fa"
+    path.write_text(fasta(SMALL))
+    real = prepare._survey
+
+    def survey_then_append(*args, **kwargs):
+        lengths = real(*args, **kwargs)
+        path.write_text(fasta(SMALL[:1] + [("c2", "GATTACA" * 101)] + SMALL[2:]))  # another writer at work
+        return lengths
+
+    monkeypatch.setattr(prepare, "_survey", survey_then_append)
+    with pytest.raises(InputError, match=r"in.fa changed while it was being read \(at record 'c2'\); "
+                                         r"run again once nothing is writing to it"):
+        prepare_file(path, tmp_path / "out", 300)
+    assert listing(tmp_path / "out") == []
+
+
+def test_fastq_batches_give_the_same_outputs_and_report_problems_in_file_order(tmp_path, monkeypatch, expected):
+    from virnucpro_core import seqio
+
+    monkeypatch.setattr(seqio, "FASTQ_BATCH", 2)
+    fastq = "".join(f"@{title}\n{seq}\n+\n{'I' * len(seq)}\n" for title, seq in SMALL)
+    (tmp_path / "reads.fq").write_text(fastq)
+    assert outputs(prepare_file(tmp_path / "reads.fq", tmp_path / "q", 300)) == expected
+    # Record 2 is protein and record 3 is malformed: record 2's problem comes first, as in a single pass.
+    (tmp_path / "bad.fq").write_text("@r1\nACGT\n+\nIIII\n@r2\nMKVL\n+\nIIII\n@r3\nACGT\n+\nII\n")
+    with pytest.raises(InputError, match=r"bad.fq: record 'r2' contains 'L' at position 4"):
+        prepare_file(tmp_path / "bad.fq", tmp_path / "b", 300)

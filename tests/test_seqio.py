@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 from Bio import SeqIO
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from Bio.Seq import Seq
 from Bio.SeqRecord import SeqRecord as BioRecord
 
 from virnucpro_core.errors import InputError
 from virnucpro_core.seqio import (
+    FastaBlock,
     RecordStream,
     describe_bad_character,
     is_binary_character,
@@ -25,8 +28,11 @@ from virnucpro_core.seqio import (
     format_fasta_wrapped,
     input_stem,
     iter_fasta,
+    is_plain_sequence,
     open_text,
     read_records,
+    record_ids,
+    sequence_from_lines,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -169,3 +175,91 @@ def test_first_non_nucleotide():
     assert first_non_nucleotide("ACGTE") == (4, "E")
     assert first_non_nucleotide("AC\x00") == (2, "\x00")
     assert first_non_nucleotide("ACé") == (2, "é")
+
+
+# --- The FASTA block scanner prepare uses: the same records as Biopython, a block at a time ---
+
+
+def scanned(path: Path, block_chars: int | None = None) -> list[tuple[str, str]]:
+    """Records put together from fasta_blocks, as prepare does (pieces of a record may be in several blocks)."""
+    records: list[tuple[str, list[str]]] = []
+    with RecordStream(path) as stream:
+        for head, titles, bodies in stream.fasta_blocks(block_chars):
+            if head:
+                records[-1][1].append(sequence_from_lines(head))
+            for record_id, body in zip(record_ids(titles), bodies):
+                records.append((record_id, [sequence_from_lines(body)]))
+    return [(record_id, "".join(parts)) for record_id, parts in records]
+
+
+TITLES = ["a", "b desc", "c\tx=1", "", " ", "d\x0c", "e\u2003f", "é x", "r|1|x  ", "g  h"]
+LINES = [
+    "ACGT", "acgtn", "AC GT", "AC\tGT", "ACGT  ", "ACGT\x0c", "\x0cACGT", "AC\x1cGT", "ACGT\xa0", "  >y", "",
+    " ", "N" * 70, "ACGTTGCA" * 40, "MKV", "ACGT\u2003",
+]
+
+
+@st.composite
+def messy_fasta(draw):
+    newline = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+    out = ["" for _ in range(draw(st.integers(0, 2)))]  # blank lines before the first record
+    for index in range(draw(st.integers(1, 5))):
+        out.append(f">{index}{draw(st.sampled_from(TITLES))}")
+        out += draw(st.lists(st.sampled_from(LINES), max_size=6))
+    return newline.join(out) + draw(st.sampled_from(["", newline]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=messy_fasta(), block_chars=st.sampled_from([1, 2, 3, 5, 8, 13, 64, None]))
+def test_fasta_blocks_give_biopythons_records_at_any_block_size(tmp_path_factory, text, block_chars):
+    path = tmp_path_factory.mktemp("scan") / "x.fa"
+    path.write_bytes(text.encode())
+    assert scanned(path, block_chars) == [(r.id, r.seq) for r in read_records(path)]
+
+
+def test_a_line_longer_than_a_block_is_cut_where_stripping_it_changes_nothing(tmp_path):
+    # Biopython right-strips whole lines: a form feed ending a line goes, one inside a line stays.
+    path = write(tmp_path / "x.fa", ">a\nACGTACGTAC\x0c\x0c\n>b\nACGTA\x0c\x0cCGTAC\n")
+    assert scanned(path, 4) == scanned(path) == [("a", "ACGTACGTAC"), ("b", "ACGTA\x0c\x0cCGTAC")]
+    with RecordStream(path) as stream:
+        blocks = list(stream.fasta_blocks(4))
+    # A piece holds at most two blocks' worth (what was carried plus what was read) and the newline put in front.
+    assert max(len(piece) for block in blocks for piece in [block.head, *block.bodies]) <= 2 * 4 + 1
+
+
+def test_a_sequence_line_starting_with_gt_after_a_cut_is_not_a_header(tmp_path):
+    path = write(tmp_path / "x.fa", ">a\nACGTACGT>b\n")
+    assert scanned(path, 3) == scanned(path) == [("a", "ACGTACGT>b")]
+
+
+def test_fasta_blocks_split_at_headers(tmp_path):
+    path = write(tmp_path / "x.fa", "\n  >a one\nAC\nGT\n>b\n\n>c\nTT\n")
+    with RecordStream(path) as stream:
+        assert list(stream.fasta_blocks()) == [FastaBlock("", ["a one", "b", "c"], ["\nAC\nGT", "\n", "\nTT\n"])]
+    # A sequence line may end a block before its newline (here: the file's end); trailing whitespace waits.
+    path = write(tmp_path / "y.fa", ">c\nTT\nGG \x0c")
+    with RecordStream(path) as stream:
+        assert list(stream.fasta_blocks()) == [FastaBlock("", ["c"], ["\nTT\nGG"]), FastaBlock(" \x0c\n", [], [])]
+
+
+def test_fasta_blocks_tee_receives_the_text_scanned(tmp_path):
+    path = write(tmp_path / "x.fa.gz", gzip.compress(b"\r\n>a\r\nACGT\r\n>b\r\nGG"))
+    tee = io.StringIO()
+    with RecordStream(path) as stream:
+        list(stream.fasta_blocks(3, tee=tee))
+    assert tee.getvalue() == ">a\nACGT\n>b\nGG"
+
+
+def test_record_ids_and_plain_sequence():
+    assert record_ids(["a", "b c", "", " ", "d\te", "f\x1cg"]) == ["a", "b", "", "", "d", "f"]
+    assert is_plain_sequence("ACGTN\nacgt-.\n") and not is_plain_sequence("AC GT") and not is_plain_sequence("ACé")
+    assert sequence_from_lines("\nAC GT\t\nAC\x0c\n") == "ACGTAC"
+
+
+def test_fastq_batches_hand_out_records_before_a_malformed_one(tmp_path):
+    path = write(tmp_path / "r.fq", "@r1 x\nACGT\n+\nIIII\n@r2\nAC\n+\nII\n@r3\nACGT\n+\nII\n")
+    got = []
+    message = r"r.fq: malformed FASTQ \(after record 'r2'\): Lengths of sequence and quality values differs for r3"
+    with RecordStream(path) as stream, pytest.raises(InputError, match=message):
+        got.extend(stream.fastq_batches(2))
+    assert got == [(["r1 x", "r2"], ["ACGT", "AC"])]

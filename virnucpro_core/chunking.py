@@ -24,7 +24,7 @@ An empty sequence has no chunks here; the original crashes on it (division by ze
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 
 def chunk_count(length: int, size: int) -> int:
@@ -33,15 +33,34 @@ def chunk_count(length: int, size: int) -> int:
     return -(-length // size) if length > 0 else 0
 
 
-def chunk_starts(length: int, size: int) -> list[int]:
-    """0-based start of every chunk of a ``length``-base sequence; ``[]`` for length 0."""
+class ChunkPlan(NamedTuple):
+    """The chunks of one sequence without listing them: chunk ``k`` starts at ``k*step - min(k, extra)``.
+
+    A chromosome has hundreds of thousands of chunks; a streaming reader asks for
+    :meth:`start` one at a time instead of holding them all.
+    """
+
+    count: int
+    step: int
+    extra: int
+
+    def start(self, k: int) -> int:
+        return k * self.step - min(k, self.extra)
+
+
+def chunk_plan(length: int, size: int) -> ChunkPlan:
+    """The :class:`ChunkPlan` of a ``length``-base sequence (``count`` 0 for length 0)."""
     n = chunk_count(length, size)
     if n == 0:
-        return []
+        return ChunkPlan(0, size, 0)
     overlap = n * size - length
     q = overlap // n
-    extra = overlap - q * (n - 1)
-    step = size - q
+    return ChunkPlan(n, size - q, overlap - q * (n - 1))
+
+
+def chunk_starts(length: int, size: int) -> list[int]:
+    """0-based start of every chunk of a ``length``-base sequence; ``[]`` for length 0."""
+    n, step, extra = chunk_plan(length, size)
     return [k * step - min(k, extra) for k in range(n)]
 
 

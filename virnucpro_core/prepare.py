@@ -1,11 +1,26 @@
 """The ``prepare`` stage: chunk every input record and keep its stop-free frames.
 
 Output is byte-identical to the original VirNucPro's preprocessing (see
-:mod:`virnucpro_core.chunking` and :mod:`virnucpro_core.translate` for the rules),
-made in one streaming pass: records are read one at a time, their chunks are gathered
-into batches of about a megabase and translated together with numpy, and each batch is
-written out before the next is read. Memory stays flat however large the input is
-(beyond the current record and the set of IDs used to refuse duplicates).
+:mod:`virnucpro_core.chunking` and :mod:`virnucpro_core.translate` for the rules).
+Memory stays flat however large the input is, even for one chromosome-sized record
+(beyond 8 bytes per record and the set of IDs used to refuse duplicates):
+
+* The chunk rule needs a record's length before its first chunk can be placed, so a
+  FASTA file is read twice. Pass 1 (:class:`_Checker`) scans it block by block
+  (:meth:`~virnucpro_core.seqio.RecordStream.fasta_blocks`, never a whole record) and
+  refuses what the original could not use (binary data, duplicated IDs, letters that are
+  not nucleotides), recording each record's length. Pass 2 (:class:`_Emitter`) reads it
+  again and cuts chunks from a sliding buffer of about one block plus one chunk.
+  Compressed files are simply decompressed twice; stdin, which cannot be read twice, is
+  kept (decompressed) in a temporary file in the output directory during pass 1 and
+  removed afterwards, also on error.
+* FASTQ reads are short: one pass with Biopython's parser, checked and written in
+  batches.
+
+Chunks are translated in batches of about half a megabase with numpy and each batch is
+written before the next is read. Every check works on a whole block at C speed first and
+goes record by record only when something is wrong, so the first problem in file order
+is the one reported.
 
 All four outputs are written under temporary names and renamed only when the whole
 input has been processed, so an error never leaves a half-written file behind.
@@ -13,31 +28,40 @@ input has been processed, so an error never leaves a half-written file behind.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
+import itertools
 import logging
+import operator
+import os
 import sys
+import tempfile
+from array import array
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 from virnucpro_core.atomic import atomic_open
-from virnucpro_core.chunking import chunk_starts
+from virnucpro_core.chunking import chunk_plan
 from virnucpro_core.errors import InputError
 from virnucpro_core.seqio import (
     RecordStream,
     describe_bad_character,
     display_name,
     first_non_nucleotide,
-    format_fasta_wrapped,
+    format_fasta_batch,
     input_stem,
     is_binary_character,
-    is_nucleotide,
+    is_plain_sequence,
+    record_ids,
+    sequence_from_lines,
 )
-from virnucpro_core.translate import translate_joined
+from virnucpro_core.translate import identified_fasta
 
 log = logging.getLogger(__name__)
 
 #: Bases of chunk sequence translated per numpy batch (bounds memory, amortises overhead).
-BATCH_BASES = 1 << 20
+BATCH_BASES = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -86,131 +110,352 @@ def prepare_file(input: str | Path, outdir: Path, chunk_size: int = 500, *, prog
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     outdir = Path(outdir)
     paths = output_paths(input, outdir, chunk_size)
-    with RecordStream(input) as stream:
+    name = display_name(input)
+    with ExitStack() as stack:
+        stream = stack.enter_context(RecordStream(input))
         if stream.empty:
             raise InputError(f"{stream.name} is empty; give a FASTA or FASTQ file with at least one sequence")
         if stream.format is None:
             raise InputError(f"{stream.name} contains no records (only blank lines); give a FASTA or FASTQ file with at least one sequence")
         outdir.mkdir(parents=True, exist_ok=True)
-        with ExitStack() as stack:
-            handles = [stack.enter_context(atomic_open(path)) for path in paths]
-            bar = None
-            if progress:
-                from tqdm import tqdm
+        checker = _Checker(name)
+        if stream.format == "fasta":
+            if str(input) == "-":
+                spool = stack.enter_context(_spool(outdir))
+                with open(spool, "w", encoding="utf-8", errors="surrogateescape", newline="") as tee:
+                    lengths = _survey(stream, checker, tee)
+                second: str | Path = spool
+            else:
+                lengths = _survey(stream, checker)
+                second = input
+            stream.close()
+            checker.seen.clear()  # pass 2 needs the lengths only
+        handles = [stack.enter_context(atomic_open(path)) for path in paths]
+        bar = None
+        if progress:
+            from tqdm import tqdm
 
-                # disable=None: no bar when stderr is not a terminal (log files stay clean).
-                bar = stack.enter_context(
-                    tqdm(desc=f"prepare {stream.name}", unit="bp", unit_scale=True, file=sys.stderr, leave=False, disable=None)
-                )
-            counts = _Writer(stream.name, chunk_size, handles, bar).run(stream)
-    if counts.empty_skipped:
+            # disable=None: no bar when stderr is not a terminal (log files stay clean).
+            bar = stack.enter_context(tqdm(desc=f"prepare {name}", unit="bp", unit_scale=True, file=sys.stderr,
+                                           leave=False, disable=None))
+        emitter = _Emitter(name, chunk_size, handles, bar)
+        if stream.format == "fasta":
+            if bar is not None:
+                bar.total = sum(lengths)
+            with RecordStream(second) as again:
+                _emit_fasta(again, lengths, emitter)
+        else:
+            _emit_fastq(stream, checker, emitter)
+        emitter.flush()
+    if emitter.empty_skipped:
         log.warning("%s: skipped %d empty record(s) (length 0); they are listed in %s with 0 chunks",
-                    display_name(input), counts.empty_skipped, paths[3].name)
-    return PrepareResult(*paths, counts.sequences, counts.bases, counts.chunks, counts.frames, counts.empty_skipped)
+                    name, emitter.empty_skipped, paths[3].name)
+    return PrepareResult(*paths, emitter.sequences, emitter.bases, emitter.chunks, emitter.frames, emitter.empty_skipped)
 
 
-class _Writer:
-    """Holds one batch of chunks at a time and the running counts."""
+@contextlib.contextmanager
+def _spool(outdir: Path):
+    """A temporary file in ``outdir`` for stdin's text, removed on the way out whatever happens."""
+    fd, name = tempfile.mkstemp(dir=outdir, prefix=".virnucpro-stdin-", suffix=".spool")
+    os.close(fd)
+    try:
+        yield Path(name)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+
+
+def _survey(stream: RecordStream, checker: _Checker, tee=None) -> array:
+    """Pass 1 over a FASTA file: check every record and return their lengths in order."""
+    lengths = array("q")
+    for head, titles, bodies in stream.fasta_blocks(tee=tee):
+        head_length, ids, record_lengths = checker.block(head, titles, bodies)
+        if head_length:
+            lengths[-1] += head_length
+        if ids:
+            lengths.extend(record_lengths)
+            stream.last_id = checker.previous_id  # a read error names the last complete record
+    return lengths
+
+
+def _emit_fasta(stream: RecordStream, lengths: array, emitter: _Emitter) -> None:
+    """Pass 2 over a FASTA file: cut and write the chunks, the record lengths known from pass 1."""
+    plain = True
+    index = 0  # records started so far
+    for head, titles, bodies in stream.fasta_blocks():
+        if plain and not (is_plain_sequence(head) and is_plain_sequence("".join(bodies))):
+            plain = False  # spaces, tabs or other whitespace in the sequence lines: read them the exact way from here on
+        if head and index:
+            emitter.feed(head.replace("\n", "") if plain else sequence_from_lines(head))
+        if not titles:
+            continue
+        if index:
+            emitter.finish()
+        count = len(titles)
+        ids = record_ids(titles)
+        if index + count > len(lengths):
+            emitter.changed(ids[len(lengths) - index] if index < len(lengths) else ids[0])
+        # Every record but the last is whole in this block; the last may go on in the next.
+        if count > 1:
+            seqs = [b.replace("\n", "") for b in bodies[:-1]] if plain else list(map(sequence_from_lines, bodies[:-1]))
+            whole = lengths[index : index + count - 1].tolist()
+            found = list(map(len, seqs))
+            if found != whole:
+                emitter.changed(next(i for i, a, b in zip(ids, found, whole) if a != b))
+            emitter.whole(ids[:-1], seqs, whole)
+        index += count
+        emitter.start(ids[-1], lengths[index - 1])
+        last = bodies[-1]
+        emitter.feed(last.replace("\n", "") if plain else sequence_from_lines(last))
+    if index:
+        emitter.finish()
+    if index != len(lengths):
+        emitter.changed(None)
+
+
+def _emit_fastq(stream: RecordStream, checker: _Checker, emitter: _Emitter) -> None:
+    """The one pass over a FASTQ file: check and write batch by batch."""
+    for titles, seqs in stream.fastq_batches():
+        _, ids, lengths = checker.block("", titles, seqs)
+        emitter.whole(ids, seqs, lengths)
+
+
+_NEWLINES = operator.methodcaller("count", "\n")
+
+
+class _Checker:
+    """What ``prepare`` refuses, checked in file order so that the first problem is the one reported.
+
+    Takes the text a block at a time (a record's sequence may span blocks); raw
+    sequence text may still hold newlines (FASTA) or not (FASTQ). IDs are remembered to
+    refuse duplicates.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.seen: dict[str, int] = {}
+        self.records = 0
+        self.open_id: str | None = None  # the record that text without a header continues
+        self.previous_id: str | None = None  # the record before it
+        self.open_length = 0
+
+    def block(self, head: str, titles: list[str], bodies: list[str]) -> tuple[int, list[str], list[int]]:
+        """Check a block; return the bases ``head`` adds to the open record, and the new records' IDs and lengths."""
+        # Printable titles hold no binary byte; plain sequence text needs no stripping.
+        if is_plain_sequence(head) and is_plain_sequence("".join(bodies)) and "".join(titles).isprintable():
+            ids = record_ids(titles)
+            first = self.records + 1
+            new = dict(zip(ids, range(first, first + len(ids))))
+            if len(new) == len(ids) and self.seen.keys().isdisjoint(new):
+                self.seen.update(new)
+                head_length = len(head) - head.count("\n")
+                lengths = list(map(operator.sub, map(len, bodies), map(_NEWLINES, bodies)))
+                self.records += len(ids)
+                self.open_length += head_length
+                if ids:
+                    self.previous_id = self.open_id if len(ids) == 1 else ids[-2]
+                    self.open_id, self.open_length = ids[-1], lengths[-1]
+                return head_length, ids, lengths
+        return self._one_by_one(head, titles, bodies)
+
+    def _one_by_one(self, head: str, titles: list[str], bodies: list[str]) -> tuple[int, list[str], list[int]]:
+        """The exact checks, record by record; raises :class:`InputError` at the first problem."""
+        seq = sequence_from_lines(head)
+        if seq:
+            self._check_letters(self.open_id, seq, self.open_length)
+        head_length = len(seq)
+        self.open_length += head_length
+        ids, lengths = [], []
+        for title, body in zip(titles, bodies):
+            title = title.rstrip()
+            bad = _binary(title)
+            if bad is not None:
+                raise InputError(
+                    f"{self.name}: the header of the record after '{self.open_id}' contains binary data "
+                    f"({describe_bad_character(bad)}); give a FASTA or FASTQ text file"
+                    if self.open_id is not None else
+                    f"{self.name}: the first record's header contains binary data "
+                    f"({describe_bad_character(bad)}); give a FASTA or FASTQ text file"
+                )
+            record_id = title.split(None, 1)[0] if title.strip() else ""
+            self.records += 1
+            previous = self.seen.get(record_id)
+            if previous is not None:
+                raise InputError(
+                    f"{self.name}: record ID '{record_id}' occurs twice (records {previous} and {self.records}), "
+                    "which would make chunk IDs ambiguous; make the IDs unique (e.g. `seqkit rename`) and run again"
+                )
+            self.seen[record_id] = self.records
+            seq = sequence_from_lines(body)
+            self._check_letters(record_id, seq, 0)
+            self.previous_id, self.open_id, self.open_length = self.open_id, record_id, len(seq)
+            ids.append(record_id)
+            lengths.append(len(seq))
+        return head_length, ids, lengths
+
+    def _check_letters(self, record_id: str | None, seq: str, offset: int) -> None:
+        bad = first_non_nucleotide(seq)
+        if bad is None:
+            return
+        pos, ch = bad
+        pos += offset
+        if is_binary_character(ch):
+            raise InputError(
+                f"{self.name}: record '{record_id}' contains binary data ({describe_bad_character(ch)} at position {pos + 1}); "
+                "give a FASTA or FASTQ text file"
+            )
+        raise InputError(
+            f"{self.name}: record '{record_id}' contains {describe_bad_character(ch)} at position {pos + 1}, "
+            "which is not an IUPAC nucleotide code (is this a protein FASTA?); "
+            "VirNucPro needs DNA: give nucleotide sequences, or replace unknown letters with N"
+        )
+
+
+def _binary(title: str) -> str | None:
+    for ch in title:
+        if is_binary_character(ch):
+            return ch
+    return None
+
+
+class _Emitter:
+    """Cuts records into chunks and writes them, a batch of about :data:`BATCH_BASES` at a time.
+
+    Whole records go through :meth:`whole`; a record that arrives in pieces through
+    :meth:`start`, :meth:`feed` and :meth:`finish`, its length known in advance. Only a
+    sliding window of such a record is held: from the start of the next chunk to the
+    end of the latest piece.
+    """
 
     def __init__(self, name: str, chunk_size: int, handles, bar):
         self.name = name
         self.size = chunk_size
         self.chunk_out, self.nuc_out, self.prot_out, self.tsv_out = handles
+        self.tsv_out.write("id\tlength\tchunks\n")
         self.bar = bar
         self.sequences = self.bases = self.chunks = self.frames = self.empty_skipped = 0
-        self._seen: dict[str, int] = {}
-        self._ids: list[str] = []  # the current batch of chunks (cleared in place by _flush)
+        self._ids: list[str] = []  # the current batch of chunks
         self._seqs: list[str] = []
         self._rows: list[str] = []  # sequence-table rows not yet written
-        self._pending = 0
-        self._pending_bases = 0
+        self._pending = 0  # chunk bases in the batch
+        self._done = 0  # record bases the batch completes (for the progress bar)
+        # The record being fed: ID, length, plan, next chunk, window and its start, bases so far.
+        self._id: str | None = None
+        self._length = self._next = self._at = self._got = 0
+        self._plan = chunk_plan(0, chunk_size)
+        self._window = ""
 
-    def run(self, stream: RecordStream) -> "_Writer":
-        # The loop runs once per record (millions for reads): keep it lean.
-        self.tsv_out.write("id\tlength\tchunks\n")
-        size, seen, rows = self.size, self._seen, self._rows
-        ids, seqs = self._ids, self._seqs
-        for record in stream:
-            self.sequences += 1
-            record_id, seq = record.id, record.seq
-            if record_id in seen or not is_nucleotide(seq):
-                self._check(record_id, seq)  # raises with the details
-            seen[record_id] = self.sequences
-            length = len(seq)
-            if length <= size:
+    def whole(self, ids: list[str], seqs: list[str], lengths: list[int]) -> None:
+        """Records given whole (``lengths[i] == len(seqs[i])``)."""
+        if not ids:
+            return
+        size = self.size
+        total = sum(lengths)
+        self.sequences += len(ids)
+        self.bases += total
+        self._done += total
+        if min(lengths) > 0 and max(lengths) <= size:  # reads and contigs: one chunk each
+            # Whole runs of records at a time, cut where the batch is full.
+            ends = list(itertools.accumulate(lengths))
+            i = done = 0
+            while i < len(ids):
+                j = max(bisect.bisect_right(ends, done + BATCH_BASES - self._pending, i), i + 1)
+                self._ids += map("{}_chunk_1".format, ids[i:j])
+                self._seqs += seqs[i:j]
+                self._rows += map("{}\t{}\t1\n".format, ids[i:j], lengths[i:j])
+                self._pending += ends[j - 1] - done
+                done, i = ends[j - 1], j
+                if self._pending >= BATCH_BASES:
+                    self.flush()
+        else:
+            for record_id, seq, length in zip(ids, seqs, lengths):
+                plan = chunk_plan(length, size)
+                self._rows.append(f"{record_id}\t{length}\t{plan.count}\n")
                 if length == 0:
-                    rows.append(f"{record_id}\t0\t0\n")
                     self._empty(record_id)
-                    if len(rows) >= 65536:  # many empty records: do not let the table pile up
-                        self._flush()
-                    continue
-                rows.append(f"{record_id}\t{length}\t1\n")
-                ids.append(f"{record_id}_chunk_1")
-                seqs.append(seq)
-                self._pending_bases += length
-            else:
-                starts = chunk_starts(length, size)
-                rows.append(f"{record_id}\t{length}\t{len(starts)}\n")
-                for k, start in enumerate(starts, start=1):
-                    ids.append(f"{record_id}_chunk_{k}")
-                    seqs.append(seq[start : start + size])  # slicing clips the last chunk
-                    self._pending_bases += size
-                    if self._pending_bases >= BATCH_BASES:
-                        self._flush()
-            self.bases += length
-            self._pending += length
-            if self._pending_bases >= BATCH_BASES:
-                self._flush()
-        self._flush()
-        return self
+                for k in range(plan.count):
+                    start = plan.start(k)
+                    chunk = seq[start : start + size]  # slicing clips the last chunk
+                    self._ids.append(f"{record_id}_chunk_{k + 1}")
+                    self._seqs.append(chunk)
+                    self._pending += len(chunk)
+                    if self._pending >= BATCH_BASES:
+                        self.flush()
+        if len(self._rows) >= 65536:  # many empty records: do not let the table pile up
+            self.flush()
+
+    def start(self, record_id: str, length: int) -> None:
+        self.sequences += 1
+        self.bases += length
+        self._id, self._length = record_id, length
+        self._plan = chunk_plan(length, self.size)
+        self._next = self._at = self._got = 0
+        self._window = ""
+        self._rows.append(f"{record_id}\t{length}\t{self._plan.count}\n")
+        if length == 0:
+            self._empty(record_id)
+
+    def feed(self, piece: str) -> None:
+        """The next bases of the started record."""
+        if not piece:
+            return
+        self._got += len(piece)
+        self._done += len(piece)
+        if self._got > self._length:
+            self.changed(self._id)
+        window = self._window + piece if self._window else piece
+        size, plan, at, got, length = self.size, self._plan, self._at, self._got, self._length
+        k = self._next
+        record_id = self._id
+        while k < plan.count:
+            start = plan.start(k)
+            end = min(start + size, length)
+            if end > got:
+                break
+            self._ids.append(f"{record_id}_chunk_{k + 1}")
+            self._seqs.append(window[start - at : end - at])
+            self._pending += end - start
+            k += 1
+            if self._pending >= BATCH_BASES:
+                self.flush()
+        self._next = k
+        if k < plan.count:  # keep from the next chunk's start on
+            start = plan.start(k)
+            window = window[start - at :]
+            self._at = start
+        else:
+            window = ""
+        self._window = window
+
+    def finish(self) -> None:
+        """The started record is complete."""
+        if self._got != self._length:
+            self.changed(self._id)
+        self._window = ""
+
+    def changed(self, record_id: str | None) -> None:
+        where = f" (at record '{record_id}')" if record_id is not None else ""
+        raise InputError(f"{self.name} changed while it was being read{where}; "
+                         "run again once nothing is writing to it")
 
     def _empty(self, record_id: str) -> None:
         self.empty_skipped += 1
         level = logging.WARNING if self.empty_skipped <= 5 else logging.DEBUG
         log.log(level, "%s: record '%s' is empty (length 0); skipped", self.name, record_id)
 
-    def _check(self, record_id: str, seq: str) -> None:
-        previous = self._seen.get(record_id)
-        if previous is not None:
-            raise InputError(
-                f"{self.name}: record ID '{record_id}' occurs twice (records {previous} and {self.sequences}), "
-                "which would make chunk IDs ambiguous; make the IDs unique (e.g. `seqkit rename`) and run again"
-            )
-        self._seen[record_id] = self.sequences
-        bad = first_non_nucleotide(seq)
-        if bad is not None:
-            pos, ch = bad
-            if is_binary_character(ch):
-                raise InputError(
-                    f"{self.name}: record '{record_id}' contains binary data ({describe_bad_character(ch)} at position {pos + 1}); "
-                    "give a FASTA or FASTQ text file"
-                )
-            raise InputError(
-                f"{self.name}: record '{record_id}' contains {describe_bad_character(ch)} at position {pos + 1}, "
-                "which is not an IUPAC nucleotide code (is this a protein FASTA?); "
-                "VirNucPro needs DNA: give nucleotide sequences, or replace unknown letters with N"
-            )
-
-    def _flush(self) -> None:
+    def flush(self) -> None:
         self.tsv_out.write("".join(self._rows))
         self._rows.clear()
-        if not self._ids:
-            return
-        ids, seqs = list(self._ids), list(self._seqs)
-        self._ids.clear()
-        self._seqs.clear()
-        self._pending_bases = 0
-        frames = translate_joined("".join(seqs).upper(), [len(seq) for seq in seqs])
-        self.chunk_out.write("".join([format_fasta_wrapped(cid, seq) for cid, seq in zip(ids, seqs)]))
-        nuc, prot = [], []
-        for cid, chunk_frames in zip(ids, frames):
-            for frame in chunk_frames:
-                nuc.append(f">{cid}{frame.suffix}\n{frame.nucleotide}\n")
-                prot.append(f">{cid}{frame.suffix}\n{frame.protein}\n")
-        self.nuc_out.write("".join(nuc))
-        self.prot_out.write("".join(prot))
-        self.chunks += len(ids)
-        self.frames += len(nuc)
-        if self.bar is not None:
-            self.bar.update(self._pending)
-        self._pending = 0
+        if self._ids:
+            ids, seqs = self._ids, self._seqs
+            self._ids, self._seqs = [], []
+            self._pending = 0
+            self.chunk_out.write(format_fasta_batch(ids, seqs))
+            nucleotide, protein, frames = identified_fasta(ids, "".join(seqs).upper(), list(map(len, seqs)))
+            self.nuc_out.write(nucleotide)
+            self.prot_out.write(protein)
+            self.chunks += len(ids)
+            self.frames += frames
+        if self.bar is not None and self._done:
+            self.bar.update(self._done)
+        self._done = 0

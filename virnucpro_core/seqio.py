@@ -7,6 +7,14 @@ a time: memory holds the current record only. Parsing is delegated to Biopython'
 ``record.id`` (the title up to the first whitespace), which the original used to name
 chunks.
 
+``prepare`` cannot hold even one record whole (a chromosome is tens of megabases), and
+Biopython's FASTA parser always builds the whole record. For it,
+:meth:`RecordStream.fasta_blocks` is a small scanner of its own that hands out the text
+in blocks split at the headers, keeping ``SimpleFastaParser``'s rules
+exactly (see there); :func:`record_ids` and :func:`sequence_from_lines` turn a block's
+pieces into IDs and sequence. FASTQ reads are short, so :meth:`RecordStream.fastq_batches`
+keeps Biopython's ``FastqGeneralIterator`` and only groups its records.
+
 Everything a user can fix (binary data, a truncated archive, a FASTQ record whose
 quality is shorter than its sequence, text that is neither format) becomes an
 :class:`~virnucpro_core.errors.InputError` naming the file, the record and what to do.
@@ -25,7 +33,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator, TextIO
+from typing import IO, Iterator, NamedTuple, TextIO
 
 from virnucpro_core.errors import InputError
 
@@ -42,6 +50,14 @@ _SEQUENCE_SUFFIXES = (".fasta", ".fastq", ".fa", ".fna", ".ffn", ".fas", ".fsa",
 
 #: What Biopython's FASTA parser removes from sequence lines (1.88 ``FastaIterator``).
 _SEQ_WHITESPACE = str.maketrans("", "", " \t\r\n")
+
+#: Characters of decompressed text :meth:`RecordStream.fasta_blocks` reads at a time.
+BLOCK_CHARS = 1 << 18
+#: Records per batch of :meth:`RecordStream.fastq_batches`.
+FASTQ_BATCH = 4096
+#: A header line inside a block (a block that begins a line gets a newline put in front).
+_HEADER_SPLIT = re.compile("\n>(.*)")
+_NO_ID = ("",)
 
 #: IUPAC nucleotide codes (DNA and RNA), either case; gaps ``-`` and ``.`` are tolerated
 #: (the original silently drops codons containing them, as it does for N).
@@ -229,6 +245,22 @@ _READ_ERRORS = (EOFError, OSError, lzma.LZMAError, gzip.BadGzipFile)
 _BINARY = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\udc80-\udcff]")
 
 
+class FastaBlock(NamedTuple):
+    """A block of FASTA text, split at the record headers.
+
+    ``head`` is sequence text that continues the record begun in an earlier block;
+    ``titles[i]`` is a header line without its ``>`` and newline (not yet stripped) and
+    ``bodies[i]`` that record's sequence lines in this block (newlines still in; the last
+    record may continue in the next block, even in the middle of a line). Turn them into IDs with :func:`record_ids`
+    and into sequence with :func:`sequence_from_lines` (or, for text made only of
+    sequence letters and newlines, by deleting the newlines).
+    """
+
+    head: str
+    titles: list[str]
+    bodies: list[str]
+
+
 class RecordStream:
     """Stream the records of a FASTA/FASTQ file; a context manager.
 
@@ -313,6 +345,103 @@ class RecordStream:
             self.last_id = record_id
             yield SeqRecord(record_id, title, seq)
 
+    def fasta_blocks(self, block_chars: int | None = None, tee: TextIO | None = None) -> Iterator[FastaBlock]:
+        """The FASTA text as :class:`FastaBlock` pieces, about ``block_chars`` (:data:`BLOCK_CHARS`) characters at a time.
+
+        Biopython's parsers hold a whole record, which for a chromosome is what we must
+        avoid; this scanner holds one block. It keeps ``SimpleFastaParser``'s reading:
+        blank lines before the first header are skipped (the sniffer already did that,
+        and a first line indented before its ``>`` is taken as a header, as
+        :meth:`__iter__` does), every line starting with ``>`` is a header whose title is
+        the rest of the line, and the sequence is every other line right-stripped,
+        joined, with spaces (and tabs, as Biopython's ``FastaIterator``) removed.
+
+        A block ends at a line end or inside a sequence line, after a character that is
+        not whitespace: right-stripping each piece of a line then equals right-stripping
+        the line (the whitespace that ends a piece is kept for the next block, where it is
+        either inside the line or at its end). A header line is always whole. So a block
+        holds about ``block_chars`` characters, however long the lines are.
+
+        ``tee`` receives the text exactly as scanned (how stdin is kept for a second
+        reading). Set :attr:`last_id` to the last complete record so that a read error
+        names it.
+        """
+        if self.format != "fasta":
+            raise ValueError(f"{self.name} is not FASTA")
+        block_chars = block_chars or BLOCK_CHARS
+        carry = self._first.lstrip()  # the sniffed first line, a header
+        line_start = True  # does the next block begin at the start of a line?
+        eof = False
+        while not eof:
+            try:
+                data = self._handle.read(block_chars)
+            except _READ_ERRORS as exc:
+                raise self._read_error(exc) from None
+            if data:
+                text = carry + data if carry else data
+                cut = text.rfind("\n") + 1
+                if cut < len(text) and not ((cut or line_start) and text[cut] == ">"):
+                    # A sequence line goes on: take it up to its last non-whitespace character.
+                    end = len(text)
+                    while end > cut and text[end - 1].isspace():
+                        end -= 1
+                    cut = end
+                if cut == 0:  # a header line not yet complete, or only whitespace so far
+                    carry = text
+                    continue
+                carry = text[cut:]
+                text = text[:cut]
+            else:
+                eof = True
+                text = carry if not carry or carry.endswith("\n") else carry + "\n"
+                if not text:
+                    break
+            if tee is not None:
+                tee.write(text)
+            pieces = _HEADER_SPLIT.split("\n" + text if line_start else text)
+            line_start = text[-1] == "\n"
+            yield FastaBlock(pieces[0], pieces[1::2], pieces[2::2])
+
+    def fastq_batches(self, records: int | None = None) -> Iterator[tuple[list[str], list[str]]]:
+        """``(titles, sequences)`` of up to ``records`` (:data:`FASTQ_BATCH`) FASTQ records at a time, read by Biopython.
+
+        A malformed record or a read error is raised after the records before it have
+        been handed out, so the caller reports problems in file order.
+        """
+        if self.format != "fastq":
+            raise ValueError(f"{self.name} is not FASTQ")
+        from Bio.SeqIO.QualityIO import FastqGeneralIterator
+
+        records = records or FASTQ_BATCH
+        source = FastqGeneralIterator(_Lines(self._first.lstrip(), self._handle))
+        while True:
+            titles: list[str] = []
+            seqs: list[str] = []
+            unreadable: BaseException | None = None
+            malformed: ValueError | None = None
+            try:
+                for title, seq, _ in itertools.islice(source, records):
+                    titles.append(title)
+                    seqs.append(seq)
+            except _READ_ERRORS as exc:
+                unreadable = exc
+            except ValueError as exc:  # Biopython's FASTQ complaints
+                malformed = exc
+            if titles:
+                self.last_id = (titles[-1].split(None, 1) or _NO_ID)[0]
+            error: InputError | None = None
+            if unreadable is not None:
+                error = self._read_error(unreadable)
+            elif malformed is not None:
+                after = f" (after record '{self.last_id}')" if self.last_id is not None else " (first record)"
+                error = InputError(f"{self.name}: malformed FASTQ{after}: {malformed} Fix or re-export the file.")
+            if titles:
+                yield titles, seqs
+            if error is not None:
+                raise error
+            if len(titles) < records:
+                return
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._handle.close()
@@ -331,6 +460,30 @@ def read_records(path: str | Path) -> Iterator[SeqRecord]:
     """
     with RecordStream(path) as stream:
         yield from stream
+
+
+def record_ids(titles: list[str]) -> list[str]:
+    """Biopython's ``record.id`` of each title: up to the first whitespace, ``''`` for a blank title."""
+    joined = "".join(titles)
+    if joined.isprintable() and " " not in joined:  # no whitespace at all: the titles are the IDs
+        return titles
+    return [(title.split(None, 1) or _NO_ID)[0] for title in titles]
+
+
+def sequence_from_lines(text: str) -> str:
+    """The sequence Biopython reads from FASTA sequence lines: each right-stripped, joined, spaces and tabs removed."""
+    return "".join([line.rstrip() for line in text.split("\n")]).translate(_SEQ_WHITESPACE)
+
+
+def is_plain_sequence(text: str) -> bool:
+    """True when ``text`` holds only :data:`IUPAC_NUCLEOTIDE` letters and newlines (fast, C speed).
+
+    Such lines need no stripping: deleting the newlines gives the sequence.
+    """
+    try:
+        return not text.encode("ascii").translate(None, _PLAIN_BYTES)
+    except UnicodeEncodeError:
+        return False
 
 
 def iter_fasta(path: str | Path) -> Iterator[tuple[str, str]]:
@@ -353,6 +506,24 @@ def format_fasta_wrapped(title: str, seq: str, width: int = FASTA_WIDTH) -> str:
 @functools.lru_cache(maxsize=64)
 def _line_slices(length: int, width: int) -> tuple[slice, ...]:
     return tuple(slice(i, i + width) for i in range(0, length, width))
+
+
+def format_fasta_batch(titles: list[str], seqs: list[str], width: int = FASTA_WIDTH) -> str:
+    """:func:`format_fasta_wrapped` of many records, joined (short records take a quicker path)."""
+    out = []
+    append = out.append
+    w2, w3 = 2 * width, 3 * width
+    for title, seq in zip(titles, seqs):
+        n = len(seq)
+        if n <= width:
+            append(f">{title}\n{seq}\n" if n else f">{title}\n")
+        elif n <= w2:
+            append(f">{title}\n{seq[:width]}\n{seq[width:]}\n")
+        elif n <= w3:
+            append(f">{title}\n{seq[:width]}\n{seq[width:w2]}\n{seq[w2:]}\n")
+        else:
+            append(f">{title}\n" + "\n".join(map(seq.__getitem__, _line_slices(n, width))) + "\n")
+    return "".join(out)
 
 
 def format_fasta_line(title: str, seq: str) -> str:
@@ -391,6 +562,7 @@ def is_nucleotide(seq: str) -> bool:
 
 _IUPAC_BYTES = "".join(sorted(IUPAC_NUCLEOTIDE)).encode("ascii")
 _IUPAC_SET = frozenset(_IUPAC_BYTES)
+_PLAIN_BYTES = _IUPAC_BYTES + b"\n"
 
 
 def is_binary_character(ch: str) -> bool:

@@ -105,7 +105,7 @@ class _Strand:
 
     __slots__ = ("protein", "width", "stops", "dropped")
 
-    def __init__(self, codons, table, reverse: bool):
+    def __init__(self, codons, table, reverse: bool, ambiguous: bool = True):
         import numpy as np
 
         n = codons.shape[0]
@@ -121,7 +121,8 @@ class _Strand:
         self.protein = frames.tobytes().decode("latin-1")
         self.width = width
         self.stops = np.flatnonzero(frames == ord("*"))
-        self.dropped = np.flatnonzero(frames == 0)
+        # Without a non-ACGT letter the only zeros are the padding, which no chunk-frame reaches.
+        self.dropped = np.flatnonzero(frames == 0) if ambiguous else np.zeros(0, dtype=np.int64)
 
     def count(self, positions, k0, k1):
         import numpy as np
@@ -158,11 +159,65 @@ def translate_chunks(chunks: Sequence[str]) -> list[list[Frame]]:
 
 def translate_joined(text: str, lengths: Sequence[int]) -> list[list[Frame]]:
     """:func:`translate_chunks` for chunks given joined: ``text`` (upper-cased) cut at ``lengths``."""
+    result: list[list[Frame]] = [[] for _ in lengths]
+    kept = _kept_frames(text, lengths)
+    if kept is None:
+        return result
+    nuc_text, prot_text, frames = kept
+    for number, rows, n0, n1, p0, p1, dropped in frames:
+        suffix = FRAME_SUFFIXES[number]
+        # Frame by frame, appending to each chunk's list: per chunk the order is F1 F2 F3 R1 R2 R3.
+        for c, a, b, pa, pb, has_dropped in zip(rows.tolist(), n0.tolist(), n1.tolist(), p0.tolist(), p1.tolist(),
+                                                 dropped.tolist()):
+            protein = prot_text[pa:pb]
+            if has_dropped:
+                protein = protein.replace("\0", "")
+            result[c].append(Frame(suffix, nuc_text[a:b], protein))
+    return result
+
+
+def identified_fasta(ids: Sequence[str], text: str, lengths: Sequence[int]) -> tuple[str, str, int]:
+    """The original's identified-nucleotide and identified-protein FASTA text for a batch of chunks.
+
+    ``ids[i]`` names the chunk ``text`` (upper-cased) holds at ``lengths[i]``; records are
+    ``>{id}{F1..R3}`` then the sequence on one line, chunk by chunk in the original's
+    frame order. Returns ``(nucleotide, protein, frames written)``. The same frames as
+    :func:`translate_joined`, without building a :class:`Frame` per frame: one string
+    per output record is all the Python work left (it dominates for short reads).
+    """
     import numpy as np
 
-    result: list[list[Frame]] = [[] for _ in lengths]
+    kept = _kept_frames(text, lengths)
+    if kept is None:
+        return "", "", 0
+    nuc_text, prot_text, frames = kept
+    # Order all kept chunk-frames chunk by chunk, then by frame number.
+    rows = np.concatenate([f[1] for f in frames])
+    numbers = np.concatenate([np.full(f[1].size, f[0], dtype=np.int64) for f in frames])
+    order = np.argsort(rows * 6 + numbers, kind="stable")
+    suffixes = FRAME_SUFFIXES
+    heads = [f">{ids[r]}{suffixes[n]}\n" for r, n in zip(rows[order].tolist(), numbers[order].tolist())]
+    spans = [np.concatenate([f[i] for f in frames])[order].tolist() for i in (2, 3, 4, 5)]
+    nucleotide = "".join([f"{h}{nuc_text[a:b]}\n" for h, a, b in zip(heads, spans[0], spans[1])])
+    protein = "".join([f"{h}{prot_text[a:b]}\n" for h, a, b in zip(heads, spans[2], spans[3])])
+    if any(bool(f[6].any()) for f in frames):
+        protein = protein.replace("\0", "")  # dropped codons (IDs never hold NUL: binary headers are refused)
+    return nucleotide, protein, len(heads)
+
+
+def _kept_frames(text: str, lengths: Sequence[int]):
+    """Where the stop-free, non-empty chunk-frames are; None when there is nothing to translate.
+
+    Returns ``(nucleotide text, protein text, frames)``: the forward strand followed by
+    its reverse complement, their translations likewise joined (``\\0`` marks a dropped
+    codon), and for each of the six frames that keeps any chunk ``(frame number 0-5,
+    chunk rows, nucleotide start, end, protein start, end, has-dropped-codon)`` as arrays
+    indexing those texts.
+    """
+    import numpy as np
+
     if not len(lengths):
-        return result
+        return None
     _, amino, rc_amino = _tables()
     codons = _codons(text)
     total = len(text)
@@ -171,17 +226,18 @@ def translate_joined(text: str, lengths: Sequence[int]) -> list[list[Frame]]:
     if ends[-1] != total:
         raise ValueError(f"chunk lengths add up to {int(ends[-1])}, but the text has {total} characters")
     starts = ends - lengths
-    strands = (
-        (_Strand(codons, amino, False), text, starts),
-        (_Strand(codons, rc_amino, True), text.translate(_COMPLEMENT)[::-1], total - ends),
-    )
-    # Frame by frame, appending to each chunk's list: per chunk the order is F1 F2 F3 R1 R2 R3.
-    for number, (strand, nuc_text, chunk_at) in enumerate(strands):
-        if not strand.protein:
-            continue
-        prot_text = strand.protein
+    ambiguous = _has_ambiguous(text)
+    forward, reverse = _Strand(codons, amino, False, ambiguous), _Strand(codons, rc_amino, True, ambiguous)
+    if not forward.protein:
+        return None
+    # One text per kind, both strands joined: a reverse-strand slice is offset by the forward one's length.
+    nuc_text = text + text.translate(_COMPLEMENT)[::-1]
+    prot_text = forward.protein + reverse.protein
+    frames = []
+    for number, (strand, chunk_at, nuc_offset, prot_offset) in enumerate(
+        ((forward, starts, 0, 0), (reverse, total - ends, total, len(forward.protein)))
+    ):
         for offset in range(3):
-            suffix = FRAME_SUFFIXES[3 * number + offset]
             at = chunk_at + offset  # where the chunk-frame's first codon starts on this strand
             count = np.maximum((lengths - offset) // 3, 0)
             k0 = np.where(count > 0, (at % 3) * strand.width + at // 3, 0)
@@ -194,12 +250,19 @@ def translate_joined(text: str, lengths: Sequence[int]) -> list[list[Frame]]:
                 continue
             nuc_start = at[rows]
             nuc_end = nuc_start + np.minimum(lengths[rows] - offset, 3 * kept[rows] + 1)
-            for c, p0, p1, has_dropped, n0, n1 in zip(
-                rows.tolist(), k0[rows].tolist(), k1[rows].tolist(), (dropped[rows] > 0).tolist(),
-                nuc_start.tolist(), nuc_end.tolist(),
-            ):
-                protein = prot_text[p0:p1]
-                if has_dropped:
-                    protein = protein.replace("\0", "")
-                result[c].append(Frame(suffix, nuc_text[n0:n1], protein))
-    return result
+            frames.append((3 * number + offset, rows, nuc_start + nuc_offset, nuc_end + nuc_offset,
+                           k0[rows] + prot_offset, k1[rows] + prot_offset, dropped[rows] > 0))
+    if not frames:
+        return None
+    return nuc_text, prot_text, frames
+
+
+_ACGT = b"ACGT"
+
+
+def _has_ambiguous(text: str) -> bool:
+    """True when upper-cased ``text`` holds any letter other than A, C, G, T (C speed)."""
+    try:
+        return bool(text.encode("ascii").translate(None, _ACGT))
+    except UnicodeEncodeError:
+        return True
