@@ -150,3 +150,11 @@ def test_without_matplotlib_the_error_says_how_to_install_it(outdir, monkeypatch
     assert result.output == (
         "Error: `virnucpro plot` needs matplotlib, which is not installed; install it with: pip install 'virnucpro[plot]'\n"
     )
+
+
+def test_the_tiny_model_warning_of_a_run_is_read_for_the_figure(tmp_path):
+    from virnucpro_core.commands.plot import manifest_warning
+
+    assert manifest_warning(tmp_path) is None
+    (tmp_path / "run.json").write_text(json.dumps({"warning": "RANDOM TINY MODELS: not meaningful"}))
+    assert manifest_warning(tmp_path) == "RANDOM TINY MODELS: not meaningful"

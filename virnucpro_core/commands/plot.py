@@ -56,6 +56,14 @@ def _import_matplotlib():
     return Figure, FigureCanvasAgg
 
 
+def manifest_warning(outdir: Path) -> str | None:
+    """The run's ``warning`` (set for tiny random models), or None."""
+    try:
+        return json.loads((outdir / "run.json").read_text(encoding="utf-8")).get("warning")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def chunk_size_from_manifest(outdir: Path) -> int | None:
     """``identity.parameters.chunk_size`` from ``OUTDIR/run.json``, or None when absent or unreadable."""
     manifest = outdir / "run.json"
@@ -149,7 +157,7 @@ def build_figure(rows: list, scores: dict[str, list[ChunkScore]], *, threshold: 
         Patch(color=UNSCORED_COLOUR, alpha=0.5, label="no stop-free frame"),
         Line2D([], [], color="0.4", linestyle="--", label=f"threshold {threshold:g}"),
     ]
-    axes[0].legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, ncols=4, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", fontsize=8, ncols=4, frameon=False)
     return fig
 
 
@@ -205,5 +213,9 @@ def plot(outdir: Path, top: int, output: Path | None, threshold: float, chunk_si
             f"{outdir / SUMMARY_NAME}: no sequence has a scored frame, so there is nothing to plot"
         )
     scores = collect_chunk_scores(outdir / PREDICTIONS_NAME, {row.sequence_id for row in rows})
-    write_png(build_figure(rows, scores, threshold=threshold, chunk_size=chunk_size), output)
+    fig = build_figure(rows, scores, threshold=threshold, chunk_size=chunk_size)
+    warning = manifest_warning(outdir)
+    if warning:  # results of tiny random models say so on the figure too
+        fig.suptitle(warning, color=VIRUS_COLOUR, fontsize=11, fontweight="bold")
+    write_png(fig, output)
     click.echo(f"Wrote {output} ({len(rows)} sequence{'s' if len(rows) != 1 else ''})")
