@@ -148,32 +148,41 @@ class PredictionRow(NamedTuple):
     line: int
 
 
-def iter_predictions(path: str | Path) -> Iterator[PredictionRow]:
-    """Stream the rows of a ``prediction_results.txt``, checking its shape."""
-    path = Path(path)
+def _tsv_rows(path: Path, header: tuple[str, ...], missing: str, wrong_header: str) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, fields)`` of a tab-separated file whose first line is ``header``.
+
+    Blank lines are skipped (pandas skips them too). ``missing`` and ``wrong_header``
+    finish the one-line errors for an absent file and an unexpected first line.
+    """
     try:
         handle = open(path, encoding="utf-8", newline="")
     except FileNotFoundError:
-        raise InputError(f"{path}: no such file; run `virnucpro predict` (or `classify`) first") from None
+        raise InputError(f"{path}: no such file; {missing}") from None
     with handle:
-        header = handle.readline().rstrip("\r\n")
-        if tuple(header.split("\t")) != PREDICTIONS_HEADER:
-            raise InputError(
-                f"{path}: line 1 is {header[:80]!r}, expected the tab-separated header "
-                f"{', '.join(PREDICTIONS_HEADER)}; is this a prediction_results.txt?"
-            )
+        first = handle.readline().rstrip("\r\n")
+        if tuple(first.split("\t")) != header:
+            raise InputError(f"{path}: line 1 is {first[:80]!r}, {wrong_header}")
         for number, raw in enumerate(handle, start=2):
             text = raw.rstrip("\r\n")
-            if not text:
-                continue  # pandas skips blank lines too
-            fields = text.split("\t")
-            if len(fields) != 4:
-                raise InputError(f"{path}: line {number} has {len(fields)} tab-separated fields, expected 4")
-            try:
-                score1, score2 = float(fields[2]), float(fields[3])
-            except ValueError:
-                raise InputError(f"{path}: line {number}: scores {fields[2]!r}, {fields[3]!r} are not numbers") from None
-            yield PredictionRow(fields[0], fields[1], score1, score2, number)
+            if text:
+                yield number, text.split("\t")
+
+
+def iter_predictions(path: str | Path) -> Iterator[PredictionRow]:
+    """Stream the rows of a ``prediction_results.txt``, checking its shape."""
+    path = Path(path)
+    rows = _tsv_rows(
+        path, PREDICTIONS_HEADER, "run `virnucpro predict` (or `classify`) first",
+        f"expected the tab-separated header {', '.join(PREDICTIONS_HEADER)}; is this a prediction_results.txt?",
+    )
+    for number, fields in rows:
+        if len(fields) != 4:
+            raise InputError(f"{path}: line {number} has {len(fields)} tab-separated fields, expected 4")
+        try:
+            score1, score2 = float(fields[2]), float(fields[3])
+        except ValueError:
+            raise InputError(f"{path}: line {number}: scores {fields[2]!r}, {fields[3]!r} are not numbers") from None
+        yield PredictionRow(fields[0], fields[1], score1, score2, number)
 
 
 # --------------------------------------------------------------------------- external sort
@@ -356,25 +365,15 @@ def _per_sequence(frames: Iterator[tuple[str, int, float, float]]) -> Iterator[_
 
 def _input_sequences(sequences_tsv: Path) -> Iterator[tuple[str, int, int, int]]:
     """(id, input ordinal, length, chunks) for each row of prepare's ``sequences.tsv``."""
-    try:
-        handle = open(sequences_tsv, encoding="utf-8", newline="")
-    except FileNotFoundError:
-        raise InputError(f"{sequences_tsv}: no such file; run `virnucpro prepare` first") from None
-    with handle:
-        header = handle.readline().rstrip("\r\n")
-        if tuple(header.split("\t")) != SEQUENCES_HEADER:
-            raise InputError(f"{sequences_tsv}: line 1 is {header[:80]!r}, expected the header id, length, chunks")
-        for number, raw in enumerate(handle, start=2):
-            text = raw.rstrip("\r\n")
-            if not text:
-                continue
-            fields = text.split("\t")
-            try:
-                if len(fields) != 3:
-                    raise ValueError
-                yield fields[0], number, int(fields[1]), int(fields[2])
-            except ValueError:
-                raise InputError(f"{sequences_tsv}: line {number} is not <id><TAB><length><TAB><chunks>") from None
+    rows = _tsv_rows(sequences_tsv, SEQUENCES_HEADER, "run `virnucpro prepare` first",
+                     "expected the header id, length, chunks")
+    for number, fields in rows:
+        try:
+            if len(fields) != 3:
+                raise ValueError
+            yield fields[0], number, int(fields[1]), int(fields[2])
+        except ValueError:
+            raise InputError(f"{sequences_tsv}: line {number} is not <id><TAB><length><TAB><chunks>") from None
 
 
 def _float32_text(value: float) -> str:
@@ -510,28 +509,17 @@ def _number(text: str) -> float:
 def iter_summary(path: str | Path) -> Iterator[SummaryRow]:
     """Stream the rows of a ``sequence_summary.tsv`` in file (input) order."""
     path = Path(path)
-    try:
-        handle = open(path, encoding="utf-8", newline="")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file; run `virnucpro predict` first") from None
-    with handle:
-        header = handle.readline().rstrip("\r\n")
-        if tuple(header.split("\t")) != SUMMARY_HEADER:
-            raise InputError(f"{path}: line 1 is {header[:80]!r}, not the header of a sequence_summary.tsv")
-        for number, raw in enumerate(handle, start=2):
-            text = raw.rstrip("\r\n")
-            if not text:
-                continue
-            f = text.split("\t")
-            try:
-                if len(f) != len(SUMMARY_HEADER):
-                    raise ValueError
-                yield SummaryRow(
-                    f[0], int(f[1]), int(f[2]), int(f[3]), int(f[4]), int(f[5]),
-                    _number(f[6]), _number(f[7]), _number(f[8]), f[9],
-                )
-            except ValueError:
-                raise InputError(f"{path}: line {number} is not a sequence_summary.tsv row") from None
+    rows = _tsv_rows(path, SUMMARY_HEADER, "run `virnucpro predict` first", "not the header of a sequence_summary.tsv")
+    for number, f in rows:
+        try:
+            if len(f) != len(SUMMARY_HEADER):
+                raise ValueError
+            yield SummaryRow(
+                f[0], int(f[1]), int(f[2]), int(f[3]), int(f[4]), int(f[5]),
+                _number(f[6]), _number(f[7]), _number(f[8]), f[9],
+            )
+        except ValueError:
+            raise InputError(f"{path}: line {number} is not a sequence_summary.tsv row") from None
 
 
 # --------------------------------------------------------------------------- viral FASTA
