@@ -96,12 +96,11 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig) -> PredictSumma
     from virnucpro_core.devices import resolve_device
     from virnucpro_core.embedding import embed_fasta
     from virnucpro_core.modelset import resolve_model_set
-    from virnucpro_core.prepare import prepare_file
+    from virnucpro_core.prepare import output_paths, prepare_file
     from virnucpro_core.registry import get_registry
     from virnucpro_core.report import write_sequence_summary, write_viral_fasta
     from virnucpro_core.rundir import Stage, describe_input, open_run
     from virnucpro_core.selection import parse_backend_options, resolve_backends
-    from virnucpro_core.seqio import input_stem
 
     start = time.monotonic()
     registry = get_registry()
@@ -140,11 +139,9 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig) -> PredictSumma
     info = {"architecture": backends.architecture(), "runtime": {**runtime.as_dict(), "device": device},
             "tiny_models": models.tiny, "pid": os.getpid()}
     outdir = Path(request.outdir)
-    stem = input_stem(request.input_path)
     prep = outdir / "prepare"
-    nucleotide_fa = prep / f"{stem}_identified_nucleotide.fa"
-    protein_faa = prep / f"{stem}_identified_protein.faa"
-    sequences_tsv = prep / f"{stem}_sequences.tsv"
+    prepared = output_paths(request.input_path, prep, request.chunk_size)
+    chunked_fa, nucleotide_fa, protein_faa, sequences_tsv = prepared
     emb = outdir / "embeddings"
     nucleotide_h5, protein_h5 = emb / "nucleotide.h5", emb / "protein.h5"
     hdf5 = registry.get_format("hdf5")
@@ -165,8 +162,7 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig) -> PredictSumma
             return {"sequences": result.sequences, "bases": result.bases, "chunks": result.chunks,
                     "frames": result.frames, "empty_skipped": result.empty_skipped}
 
-        counts["prepare"] = dict(run.run_stage(Stage("prepare", [
-            prep / f"{stem}_chunked{request.chunk_size}.fa", nucleotide_fa, protein_faa, sequences_tsv], do_prepare)))
+        counts["prepare"] = dict(run.run_stage(Stage("prepare", prepared, do_prepare)))
         frames = counts["prepare"]["frames"]
 
         for modality, fasta, target in (("nucleotide", nucleotide_fa, nucleotide_h5), ("protein", protein_faa, protein_h5)):
@@ -202,7 +198,7 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig) -> PredictSumma
             _check(stats.frames_scored == counts["classify"]["frames_scored"],
                    f"summary saw {stats.frames_scored} frames, classify scored {counts['classify']['frames_scored']}")
             written = write_viral_fasta(request.input_path, outdir / "sequence_summary.tsv", outdir / "viral_sequences.fa") \
-                if request.input_path != "-" else _viral_from_prepared(prep, stem, request.chunk_size, outdir)
+                if request.input_path != "-" else _viral_from_prepared(chunked_fa, request.chunk_size, outdir)
             _check(written == stats.viral, f"{written} sequences in viral_sequences.fa, {stats.viral} called virus")
             return {"sequences": stats.sequences, "with_frames": stats.with_frames, "viral_sequences": stats.viral,
                     "chunks_scored": stats.chunks_scored, "viral_chunks": _viral_chunks(outdir)}
@@ -220,7 +216,7 @@ def _viral_chunks(outdir: Path) -> int:
         return sum(1 for line in handle if line.rstrip("\n").endswith("\tTrue"))
 
 
-def _viral_from_prepared(prep: Path, stem: str, chunk_size: int, outdir: Path) -> int:
+def _viral_from_prepared(chunked_fa: Path, chunk_size: int, outdir: Path) -> int:
     """stdin cannot be read twice: rebuild the viral sequences from the prepared chunks.
 
     Chunks overlap and cover their sequence, so chunk ``k`` contributes the bases up to
@@ -236,7 +232,7 @@ def _viral_from_prepared(prep: Path, stem: str, chunk_size: int, outdir: Path) -
 
     viral = {row.sequence_id: row.length for row in iter_summary(outdir / "sequence_summary.tsv") if row.call == "virus"}
     written = 0
-    chunks = iter_fasta(prep / f"{stem}_chunked{chunk_size}.fa")
+    chunks = iter_fasta(chunked_fa)
     with atomic_open(outdir / "viral_sequences.fa") as handle:
         for seq_id, group in groupby(chunks, key=lambda item: item[0].rsplit("_chunk_", 1)[0]):
             if seq_id not in viral:

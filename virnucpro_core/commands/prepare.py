@@ -34,25 +34,16 @@ def prepare(input_path: str, outdir: Path, chunk_size: int, resume: bool, force_
       virnucpro prepare contigs.fa.gz -o prep/ --chunk-size 300
     """
     from virnucpro_core.logs import setup_logging
-    from virnucpro_core.prepare import prepare_file
+    from virnucpro_core.prepare import output_paths, prepare_file
     from virnucpro_core.rundir import Stage, describe_input, open_run
 
     setup_logging(verbose, quiet, log_file)
     identity = {"inputs": [describe_input(input_path)], "parameters": {"chunk_size": chunk_size}}
     with open_run(outdir, "prepare", identity, resume=resume, force_resume=force_resume) as run:
-        holder: dict = {}
-
         def do_prepare():
-            result = prepare_file(input_path, outdir, chunk_size, progress=not quiet)
-            holder["result"] = result
-            return _prepare_counts(result)
+            return _prepare_counts(prepare_file(input_path, outdir, chunk_size, progress=not quiet))
 
-        from virnucpro_core.seqio import input_stem
-
-        stem = input_stem(input_path)
-        outputs = [outdir / f"{stem}_chunked{chunk_size}.fa", outdir / f"{stem}_identified_nucleotide.fa",
-                   outdir / f"{stem}_identified_protein.faa", outdir / f"{stem}_sequences.tsv"]
-        counts = run.run_stage(Stage("prepare", outputs, do_prepare))
+        counts = run.run_stage(Stage("prepare", output_paths(input_path, outdir, chunk_size), do_prepare))
     click.echo(
         f"{counts['sequences']} sequences ({counts['bases']} bp) -> {counts['chunks']} chunks -> "
         f"{counts['frames']} stop-free frames in {outdir}"
