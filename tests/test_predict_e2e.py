@@ -289,3 +289,16 @@ def test_an_unwritable_output_is_one_line(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("Error: /proc/nope")
+
+
+def test_an_input_without_any_stop_free_frame_gives_empty_results_not_an_error(tmp_path, tiny_models):
+    fasta = tmp_path / "nf.fa"
+    fasta.write_text(">nf stops in all six frames\nCCTAGTTTAGCTTAA\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["predict", str(fasta), "-o", str(out), "--models-dir", str(tiny_models), "-q"])
+    assert result.exit_code == 0, result.output
+    assert (out / "prediction_results.txt").read_text() == "Sequence_ID\tPrediction\tscore1\tscore2\n"
+    assert (out / "prediction_results_highestscore.csv").read_text() == "Modified_ID\tIs_Virus\n"
+    rows = (out / "sequence_summary.tsv").read_text().splitlines()
+    assert rows[1].split("\t")[0] == "nf" and rows[1].endswith("\tno_frames")
+    assert (out / "viral_sequences.fa").read_text() == ""

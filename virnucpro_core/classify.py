@@ -74,7 +74,7 @@ def classify_embeddings(
     scored = viral = 0
     with nuc_fmt.open_reader(Path(nucleotide)) as nuc, prot_fmt.open_reader(Path(protein)) as prot:
         merger = Merger(nuc, prot, batch_size)
-        if merger.meta.dim != input_dim:
+        if merger.stats.merged and merger.meta.dim != input_dim:  # empty files only know their backend's default width
             raise ModelError(
                 f"{mlp}: the MLP expects {input_dim} features but the embeddings give {merger.meta.dim} "
                 f"({nuc.meta.dim} nucleotide + {prot.meta.dim} protein); use the MLP trained for these models "

@@ -90,6 +90,11 @@ def _check_output(array: np.ndarray, ids: list[str], embedder: Embedder, backend
 PARTS_JSON = "parts.json"
 
 
+def _meta(backend: Backend, dim: int, model: object) -> EmbeddingMeta:
+    return EmbeddingMeta(dim=dim, modality=backend.modality, backend=backend.family, version=backend.version,
+                         package_version=backend.package_version, model=str(model))
+
+
 def _check_parts_identity(parts_dir: Path, identity: dict[str, Any], checkpoint_every: int) -> int:
     """Record (or, resuming, compare) what the parts in ``parts_dir`` were made with."""
     from virnucpro_core.atomic import write_json_atomic
@@ -177,9 +182,7 @@ def embed_fasta(
             array = embedder.embed([seq for _, seq in group], progress=on_progress)
             array = _check_output(array, ids, embedder, backend)
             bar.update(max(0, len(ids) - reported))
-            meta = EmbeddingMeta(dim=dim, modality=backend.modality, backend=backend.family, version=backend.version,
-                                 package_version=backend.package_version, model=str(model))
-            with Hdf5Writer(part, meta) as writer:
+            with Hdf5Writer(part, _meta(backend, dim, model)) as writer:
                 writer.write(ids, array)
             computed += 1
             done += len(ids)
@@ -192,10 +195,8 @@ def embed_fasta(
         raise VirnucproError(f"{fasta}: read {done} records but counted {total}; the file changed while running?")
     if dim is None:  # no records at all
         dim, model = backend.dim, options.model or backend.default_model or ""
-    meta = EmbeddingMeta(dim=dim, modality=backend.modality, backend=backend.family, version=backend.version,
-                         package_version=backend.package_version, model=str(model))
     written = 0
-    with fmt.open_writer(out, meta) as writer:
+    with fmt.open_writer(out, _meta(backend, dim, model)) as writer:
         for part in part_paths:
             with Hdf5Reader(part) as reader:
                 for batch_ids, batch in reader.iter_batches():
