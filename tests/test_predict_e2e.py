@@ -212,7 +212,10 @@ def test_kmer_backend_cannot_feed_the_published_mlp(tmp_path, tiny_models, two_g
     result = CliRunner().invoke(cli, ["predict", str(two_genomes), "-o", str(tmp_path / "k"), "--backend", "kmer=v1",
                                       "--models-dir", str(tiny_models), "-q"])
     assert result.exit_code == 1
-    assert "the MLP expects 64 features but the embeddings give 288 (256 nucleotide + 32 protein)" in result.output
+    # caught after the cheap nucleotide stage, before hours of ESM-2
+    assert "the MLP expects 64 features but the embeddings give 256 nucleotide + protein" in result.output
+    stages = json.loads((tmp_path / "k" / "run.json").read_text())["stages"]
+    assert stages["embed_nucleotide"]["status"] == "done" and "embed_protein" not in stages
 
 
 def test_resume_with_a_relative_outdir_skips_finished_stages(tmp_path, tiny_models, monkeypatch):

@@ -14,8 +14,9 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+from virnucpro_core.backends import Backend
 from virnucpro_core.errors import VirnucproError
 from virnucpro_core.runtime import RuntimeConfig
 
@@ -81,6 +82,27 @@ def _model_identity(value: str | Path) -> dict[str, Any]:
                 "mtime_ns": max((p.stat().st_mtime_ns for p in files), default=0)}
     stat = path.stat()
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _check_width_before_protein(nucleotide_counts: Mapping[str, Any], protein: Backend, protein_model: str | None,
+                                input_dim: int, mlp_path: Path) -> None:
+    """Stop before the expensive protein stage when the features cannot fit the MLP.
+
+    The nucleotide width is known from its stage; the protein width is known without
+    loading the model only when the backend's default model is used.
+    """
+    from virnucpro_core.errors import ModelError
+
+    if not nucleotide_counts.get("sequences"):
+        return
+    nucleotide_dim = int(nucleotide_counts["dim"])
+    default = protein_model in (None, protein.default_model)
+    if nucleotide_dim >= input_dim or (default and nucleotide_dim + protein.dim != input_dim):
+        shown = f"{nucleotide_dim} nucleotide + {protein.dim} protein" if default else f"{nucleotide_dim} nucleotide + protein"
+        raise ModelError(
+            f"{mlp_path}: the MLP expects {input_dim} features but the embeddings give {shown}; "
+            "use the MLP trained for these models (the published ones need DNABERT-S 768 + ESM-2 3B 2560)"
+        )
 
 
 def _check(condition: bool, message: str) -> None:
@@ -179,6 +201,9 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig) -> PredictSumma
                 return {**result.counts(), "backend": backend.describe()}
 
             counts[f"embed_{modality}"] = dict(run.run_stage(Stage(f"embed_{modality}", [target], do_embed)))
+            if modality == "nucleotide":
+                _check_width_before_protein(counts["embed_nucleotide"], backends["protein"], model_for["protein"],
+                                            mlp.config.input_dim, models.mlp)
 
         def do_classify():
             result = classify_embeddings(nucleotide_h5, protein_h5, models.mlp, outdir, device=device, model=mlp)
