@@ -23,7 +23,6 @@ loop's numbers (max |Δ|).
 from __future__ import annotations
 
 import argparse
-import gzip
 import resource
 import sys
 import tempfile

@@ -66,6 +66,23 @@ class Embedder(Protocol):
     def close(self) -> None: ...
 
 
+_TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def torch_dtype(precision: str, backend: str = "this backend"):
+    """``fp32|bf16|fp16`` → the torch dtype (torch imported here, not at start-up).
+
+    Anything else is a :class:`~virnucpro_core.errors.ConfigError` naming ``backend``.
+    """
+    from virnucpro_core.errors import ConfigError
+
+    if precision not in _TORCH_DTYPES:
+        raise ConfigError(f"precision {precision!r} is not supported by {backend}; choose one of {', '.join(PRECISIONS)}")
+    import torch
+
+    return getattr(torch, _TORCH_DTYPES[precision])
+
+
 def always_available() -> str | None:
     """Availability check of a backend that runs anywhere (CPU included)."""
     return None

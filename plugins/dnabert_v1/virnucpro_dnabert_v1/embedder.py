@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from virnucpro_core.backends import PRECISIONS, EmbedderOptions
+from virnucpro_core.backends import PRECISIONS, EmbedderOptions, torch_dtype
 from virnucpro_core.errors import BackendError, ConfigError, InputError, ModelError
 from virnucpro_dnabert_v1.loading import LoadedDnabert, load_dnabert
 
@@ -147,8 +147,7 @@ class DnabertV1Embedder:
 
         if self.precision == "fp32":
             return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        return torch.autocast(device_type=self.device.type, dtype=torch_dtype(self.precision, "dnabert=v1"))
 
     def tokenize(self, sequences: Sequence[str]) -> list[list[int]]:
         """Token ids per sequence, [CLS] and [SEP] included, exactly as a single call gives."""

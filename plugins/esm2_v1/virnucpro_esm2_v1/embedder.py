@@ -32,7 +32,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from virnucpro_core.backends import PRECISIONS, EmbedderOptions
+from virnucpro_core.backends import EmbedderOptions
+from virnucpro_core.backends import torch_dtype as core_torch_dtype
 from virnucpro_core.errors import ConfigError, InputError
 
 from virnucpro_esm2_v1.loading import DEFAULT_MODEL, load_esm2
@@ -46,16 +47,9 @@ DEFAULT_MAX_LENGTH = 1024
 #: ``get_batch_indices(..., extra_toks_per_seq=1)`` as in the original.
 EXTRA_TOKS_PER_SEQ = 1
 
-_TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
 def torch_dtype(precision: str):
     """``fp32|bf16|fp16`` → the torch dtype; anything else is a :class:`ConfigError`."""
-    import torch
-
-    if precision not in _TORCH_DTYPES:
-        raise ConfigError(f"precision {precision!r} is not supported by esm2=v1; choose one of {', '.join(PRECISIONS)}")
-    return getattr(torch, _TORCH_DTYPES[precision])
+    return core_torch_dtype(precision, "esm2=v1")
 
 
 class Esm2V1Embedder:
