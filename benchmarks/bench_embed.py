@@ -89,6 +89,7 @@ def main() -> None:
     import torch
 
     from virnucpro_core.backends import EmbedderOptions
+    from virnucpro_core.errors import BackendError
     from virnucpro_core.registry import load_registry
     from virnucpro_core.testing import write_tiny_esm2
 
@@ -121,7 +122,11 @@ def main() -> None:
         del model
         for key in args.backends:
             family, version = key.split("=")
-            backend = registry.get_backend(family, version)
+            try:
+                backend = registry.get_backend(family, version)
+            except BackendError as exc:
+                print(f"{key:<16} skipped: {exc}")
+                continue
             reason = backend.unavailable_reason()
             if reason:
                 print(f"{key:<16} skipped: {reason}")

@@ -111,3 +111,16 @@ def test_merge_strict_refuses_unmatched_ids(tmp_path):
     result = CliRunner().invoke(cli, ["merge", str(tmp_path / "n.h5"), str(tmp_path / "p.h5"), "-o", str(tmp_path / "m.h5")])
     assert result.exit_code == 0
     assert "merged 1 of 2 nucleotide and 1 protein embeddings; 1 nucleotide IDs have no protein embedding (e.g. b)" in result.output
+
+
+def test_non_finite_embeddings_are_refused_naming_the_frame(tmp_path, mlp_3328):
+    esm = torch.load(REF / "output_1_ESM.pt", weights_only=True)
+    esm["data"][1] = esm["data"][1].clone()
+    esm["data"][1][7] = float("nan")
+    bad = tmp_path / "output_1_ESM.pt"
+    torch.save(esm, bad)
+    result = CliRunner().invoke(cli, ["classify", "--nucleotide", str(REF / "output_1_DNABERT_S.pt"), "--protein", str(bad),
+                                      "--mlp", str(mlp_3328), "-o", str(tmp_path / "o"), "-q"])
+    assert result.exit_code == 1
+    assert f"the embeddings of {esm['proteins'][1]!r} hold NaN or infinite values" in result.output
+    assert not (tmp_path / "o" / "prediction_results.txt").exists()

@@ -280,7 +280,7 @@ def test_embed_resume_refuses_checkpoints_of_another_model(tmp_path, tiny_models
     result = CliRunner().invoke(cli, ["embed", str(faa), "--backend", "esm2=v1", "--model", str(other), "-o", str(out),
                                       "--resume", "-q", "--device", "cpu"])
     assert result.exit_code == 2
-    assert "the checkpoints were made with other settings (model differ); use --force-resume" in result.output
+    assert "the checkpoints were made with other settings (changed: model); use --force-resume" in result.output
     assert not out.exists()
 
 
@@ -305,3 +305,21 @@ def test_an_input_without_any_stop_free_frame_gives_empty_results_not_an_error(t
     rows = (out / "sequence_summary.tsv").read_text().splitlines()
     assert rows[1].split("\t")[0] == "nf" and rows[1].endswith("\tno_frames")
     assert (out / "viral_sequences.fa").read_text() == ""
+
+
+@pytest.mark.parametrize("suffix", [".fa.gz", ".fq"])
+def test_embed_reads_compressed_and_fastq_input(tmp_path, suffix):
+    if "kmer=v1" not in _installed:
+        pytest.skip("virnucpro-kmer not installed")
+    records = [("r1", "ACGTACGTTTGACCA"), ("r2", "GGGCCCAAATTTACG")]
+    path = tmp_path / f"in{suffix}"
+    if suffix == ".fq":
+        path.write_text("".join(f"@{i}\n{s}\n+\n{'I' * len(s)}\n" for i, s in records))
+    else:
+        with gzip.open(path, "wt") as handle:
+            handle.write("".join(f">{i}\n{s}\n" for i, s in records))
+    out = tmp_path / "k.h5"
+    result = CliRunner().invoke(cli, ["embed", str(path), "--backend", "kmer=v1", "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert h5_ids(out) == ["r1", "r2"]
+    assert not (tmp_path / "k.h5.parts").exists()

@@ -203,3 +203,17 @@ def test_a_run_that_finished_no_stage_is_simply_started_again(tmp_path):
         run.run_stage(make_stage(out, "prepare", calls))
     assert calls == ["prepare"]
     assert json.loads((out / "run.json").read_text())["attempts"] == 1
+
+
+def test_temporaries_of_a_killed_run_are_removed_when_the_directory_is_opened_again(tmp_path):
+    out = tmp_path / "run"
+    with open_run(out, "prepare", identity(tmp_path)) as run:
+        run.run_stage(make_stage(out, "prepare", []))
+    (out / "sub").mkdir()
+    stale = [out / ".prepare.txt.abc123.part", out / "sub" / ".x.h5.q1.part", out / ".virnucpro-stdin-zz.spool"]
+    for path in stale:
+        path.write_text("half")
+    with open_run(out, "prepare", identity(tmp_path), resume=True):
+        pass
+    assert not any(path.exists() for path in stale)
+    assert (out / "prepare.txt").read_text() == "prepare"

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,7 +205,9 @@ def _refusal(path: Path, exc: BaseException) -> ModelError:
 def _unpickle(path: Path) -> Any:
     """``torch.load`` with the restricted unpickler and our allow-list only."""
     try:
-        with torch.serialization.safe_globals(_allow_list(path)):
+        # torch warns about legacy files before refusing them; our one-line error says it all
+        with warnings.catch_warnings(), torch.serialization.safe_globals(_allow_list(path)):
+            warnings.simplefilter("ignore")
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise _refusal(path, exc) from None

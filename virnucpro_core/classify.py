@@ -60,6 +60,8 @@ def classify_embeddings(
 
     ``model`` is the MLP already loaded from ``mlp`` (the pipeline loads it before embedding).
     """
+    import numpy as np
+
     from virnucpro_core.classifier import load_mlp, predicted_classes, score
     from virnucpro_core.merge import Merger
     from virnucpro_core.registry import get_registry
@@ -85,6 +87,12 @@ def classify_embeddings(
             log.warning("%s: %s", outdir, problem)
         with PredictionWriter(predictions) as writer:
             for ids, features in merger:
+                bad = ~np.isfinite(features).all(axis=1)
+                if bad.any():
+                    raise InputError(
+                        f"{nucleotide} / {protein}: the embeddings of {ids[int(np.flatnonzero(bad)[0])]!r} hold NaN or "
+                        "infinite values; embed again (with --precision fp32) before classifying"
+                    )
                 probs = score(model, features, device=device)
                 writer.write(ids, probs)
                 scored += len(ids)

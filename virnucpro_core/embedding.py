@@ -51,14 +51,12 @@ class EmbedResult:
         }
 
 
-def count_fasta_records(path: Path) -> int:
-    """Number of records in a FASTA file, by counting header lines (cheap, streaming)."""
-    count = 0
-    with open(path, "rb") as handle:
-        for line in handle:
-            if line.startswith(b">"):
-                count += 1
-    return count
+def count_records(path: Path) -> int:
+    """Number of records, read exactly as the embed loop reads them (FASTA or FASTQ,
+    plain or compressed), so the two counts agree whatever the file looks like."""
+    from virnucpro_core.seqio import read_records
+
+    return sum(1 for _ in read_records(path))
 
 
 def _groups(path: Path, size: int) -> Iterator[list[tuple[str, str]]]:
@@ -106,7 +104,7 @@ def _check_parts_identity(parts_dir: Path, identity: dict[str, Any], checkpoint_
             changed = sorted(k for k in set(stored.get("identity", {})) | set(identity)
                              if stored.get("identity", {}).get(k) != identity.get(k))
             raise ConfigError(
-                f"{parts_dir}: the checkpoints were made with other settings ({', '.join(changed)} differ); "
+                f"{parts_dir}: the checkpoints were made with other settings (changed: {', '.join(changed)}); "
                 "use --force-resume to discard them"
             )
         if stored["checkpoint_every"] != checkpoint_every:
@@ -141,7 +139,7 @@ def embed_fasta(
     from virnucpro_core.formats.hdf5 import Hdf5Reader, Hdf5Writer
 
     start = time.monotonic()
-    total = count_fasta_records(fasta)
+    total = count_records(fasta)
     if not resume and parts_dir.exists():
         shutil.rmtree(parts_dir)
     parts_dir.mkdir(parents=True, exist_ok=True)

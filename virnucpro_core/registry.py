@@ -33,7 +33,6 @@ STRICT_ENV = "VIRNUCPRO_STRICT_PLUGINS"
 #: First-party distributions, so an error can say what to install.
 KNOWN_PACKAGES: dict[tuple[str, str], str] = {
     ("esm2", "v1"): "virnucpro-esm2-v1",
-    ("esm2", "v2"): "virnucpro-esm2-v2",
     ("dnabert", "v1"): "virnucpro-dnabert-v1",
 }
 

@@ -153,7 +153,17 @@ class Run:
     def checkpoints(self) -> Path:
         return self.outdir / CHECKPOINTS
 
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of a killed run (``.name.XXXX.part``, stdin spools): we hold the
+        lock, so no live process is writing them."""
+        for pattern in ("**/.*.part", "**/.virnucpro-stdin-*.spool"):
+            for stale in self.outdir.glob(pattern):
+                if stale.is_file():
+                    log.info("removing %s, left by an interrupted run", stale)
+                    stale.unlink(missing_ok=True)
+
     def open(self) -> None:
+        self._remove_stale_temporaries()
         previous = self._read_manifest()
         new_print = fingerprint(self.identity)
         if previous is not None and not self.resume and not any(
@@ -257,6 +267,7 @@ class Run:
                  "identity": dict(stage.identity), "fingerprint": stage_print}
         self.manifest.setdefault("stages", {})[stage.name] = entry
         self.save()
+        log.info("stage %s: started", stage.name)
         start = time.monotonic()
         try:
             counts = dict(stage.run())
@@ -266,6 +277,7 @@ class Run:
             raise
         entry.update(status="done", finished=_now(), seconds=round(time.monotonic() - start, 3), counts=counts)
         self.save()
+        log.info("stage %s: done in %.1f s %s", stage.name, entry["seconds"], counts)
         return counts
 
     def finish(self, status: str = "done", **extra: Any) -> None:

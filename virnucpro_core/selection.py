@@ -33,7 +33,7 @@ def parse_backend_options(values: Sequence[str], *, v1_fallback: bool = False) -
     for item in items:
         match = _SPEC.match(item.lower())
         if not match:
-            raise ConfigError(f"--backend {item!r}: expected FAMILY=VERSION, e.g. --backend esm2=v2 (see `virnucpro backends`)")
+            raise ConfigError(f"--backend {item!r}: expected FAMILY=VERSION, e.g. --backend esm2=v1 (see `virnucpro backends`)")
         family, version = match.group(1), match.group(2)
         if family in chosen and chosen[family] != version:
             raise ConfigError(

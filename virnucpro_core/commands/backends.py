@@ -59,7 +59,7 @@ def backends(as_json: bool, show_all: bool) -> None:
 
     if not rows:
         click.echo("No embedding backends are installed. The published method needs:")
-        click.echo("  pip install virnucpro-esm2-v1 virnucpro-dnabert-v1   (add virnucpro-esm2-v2 for the fast GPU path)")
+        click.echo("  pip install virnucpro-esm2-v1 virnucpro-dnabert-v1")
     else:
         header = ("BACKEND", "MODALITY", "DIM", "PACKAGE", "STATUS")
         table = [

@@ -41,7 +41,7 @@ resume_options = _stack(
 )
 
 backend_options = _stack(
-    click.option("--backend", "backend_specs", multiple=True, metavar="FAMILY=VERSION", help="Embedding backend, repeatable: --backend esm2=v2 --backend dnabert=v1. Default: the newest available version of each family (see `virnucpro backends`)."),
+    click.option("--backend", "backend_specs", multiple=True, metavar="FAMILY=VERSION", help="Embedding backend, repeatable: --backend esm2=v1 --backend dnabert=v1. Default: the newest available version of each family (see `virnucpro backends`)."),
     click.option("--v1-fallback", is_flag=True, help="Alias for --backend esm2=v1."),
 )
 

@@ -46,7 +46,7 @@ def test_a_missing_model_offline_is_one_line_saying_where_to_put_it(torch_home):
         f"ESM-2 model esm2_t36_3B_UR50D is not in {dest.parent} and downloading "
         "https://dl.fbaipublicfiles.com/fair-esm/models/esm2_t36_3B_UR50D.pt failed: "
     )
-    assert message.endswith(f"and put it at {dest}, or give --esm-model PATH to a local checkpoint")
+    assert message.endswith(f"and put it at {dest}, or pass a local checkpoint path as the model (--esm-model on predict, --model on embed)")
     assert not dest.exists() and not any(dest.parent.iterdir())  # no partial file left behind
 
 

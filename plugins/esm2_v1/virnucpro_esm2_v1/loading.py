@@ -107,7 +107,7 @@ def resolve_checkpoint(model: str, *, download: bool = True, progress: bool = Fa
         if model not in KNOWN_MODELS:
             raise ModelError(
                 f"unknown ESM-2 model {model!r} (not in {cache}); use one of {', '.join(KNOWN_MODELS)}, "
-                "or give --esm-model PATH to a local fair-esm checkpoint"
+                "or pass a local fair-esm checkpoint path as the model (--esm-model on predict, --model on embed)"
             )
         if not download:
             raise ModelError(_missing_message(model, path, "downloads are disabled"))
@@ -129,7 +129,7 @@ def _missing_message(model: str, path: Path, why: str) -> str:
     return (
         f"ESM-2 model {model} is not in {path.parent} and {why}; on a machine with internet access download "
         f"{MODEL_URL.format(name=model)} (and, optionally, {REGRESSION_URL.format(name=model)}) "
-        f"and put it at {path}, or give --esm-model PATH to a local checkpoint"
+        f"and put it at {path}, or pass a local checkpoint path as the model (--esm-model on predict, --model on embed)"
     )
 
 
