@@ -323,3 +323,23 @@ def test_embed_reads_compressed_and_fastq_input(tmp_path, suffix):
     assert result.exit_code == 0, result.output
     assert h5_ids(out) == ["r1", "r2"]
     assert not (tmp_path / "k.h5.parts").exists()
+
+
+def test_embed_takes_runtime_settings_from_a_config_file(tmp_path, monkeypatch):
+    if "kmer=v1" not in _installed:
+        pytest.skip("virnucpro-kmer not installed")
+    import virnucpro_core.embedding as embedding
+
+    fasta = tmp_path / "in.fa"
+    fasta.write_text("".join(f">r{i}\nACGTACGTTTGACCA{'A' * i}\n" for i in range(5)))
+    config = tmp_path / "vnp.toml"
+    config.write_text('[runtime]\ndevice = "cpu"\ncheckpoint_every = 2\n')
+    part_sizes: list[int] = []
+    original = embedding._check_parts_identity
+    monkeypatch.setattr(embedding, "_check_parts_identity",
+                        lambda parts_dir, identity, every: part_sizes.append(every) or original(parts_dir, identity, every))
+    out = tmp_path / "k.h5"
+    result = CliRunner().invoke(cli, ["embed", str(fasta), "--backend", "kmer=v1", "-o", str(out), "-q", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert part_sizes == [2]
+    assert h5_ids(out) == [f"r{i}" for i in range(5)]

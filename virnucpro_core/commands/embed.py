@@ -21,14 +21,16 @@ log = logging.getLogger(__name__)
 @click.option("--revision", default=None, help="Pin the model revision (Hugging Face commit) for backends that load from the hub.")
 @click.option("--format", "format_name", default=None, help="Output format [from the file suffix; hdf5 for .h5]. See `virnucpro backends --all`.")
 @click.option("--max-length", type=click.IntRange(min=1), default=None, help="Residues/bases pooled per sequence [backend default; esm2: 1024 like the original].")
-@click.option("--checkpoint-every", type=click.IntRange(min=1), default=10_000, show_default=True, help="Sequences per checkpoint part.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=None, help="Sequences per checkpoint part [10000, the original's file size, which keeps its ESM-2 batches].")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TOML file with a [runtime] table (device, precision, batch_tokens, ...); flags override it.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint parts of an interrupted run (OUTPUT.parts/).")
 @click.option("--force-resume", is_flag=True, help="Discard OUTPUT and its checkpoint parts and start over.")
 @device_options
 @logging_options
 def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, revision: str | None, format_name: str | None, max_length: int | None,
-          checkpoint_every: int, resume: bool, force_resume: bool, device: str, precision: str | None, batch_tokens: int | None,
-          batch_size: int | None, threads: int | None, verbose: int, quiet: bool, log_file: Path | None) -> None:
+          checkpoint_every: int | None, config_file: Path | None, resume: bool, force_resume: bool, device: str,
+          precision: str | None, batch_tokens: int | None, batch_size: int | None, threads: int | None, verbose: int, quiet: bool,
+          log_file: Path | None) -> None:
     """Embed every sequence of INPUT (FASTA) and write one row per sequence, in input order.
 
     The HDF5 output has datasets `ids` (UTF-8) and `embeddings` (float32, N x dim) and
@@ -45,13 +47,14 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
     from virnucpro_core.errors import ConfigError
     from virnucpro_core.logs import setup_logging
     from virnucpro_core.registry import get_registry
-    from virnucpro_core.runtime import RuntimeConfig
+    from virnucpro_core.commands.common import runtime_from_options
     from virnucpro_core.rundir import describe_input
     from virnucpro_core.selection import parse_backend_options
 
     setup_logging(verbose, quiet, log_file)
-    runtime = RuntimeConfig(device=device, precision=precision or "fp32", batch_tokens=batch_tokens, batch_size=batch_size,
-                            threads=threads, checkpoint_every=checkpoint_every, resume=resume, force_resume=force_resume)
+    runtime = runtime_from_options(dict(device=device, precision=precision, batch_tokens=batch_tokens, batch_size=batch_size,
+                                        threads=threads, checkpoint_every=checkpoint_every, resume=resume,
+                                        force_resume=force_resume, config_file=config_file))
     runtime.apply_threads()
     registry = get_registry()
     ((family, version),) = parse_backend_options([backend_spec]).items()
@@ -74,7 +77,7 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
     options = runtime.embedder_options(model, revision=revision, max_length=max_length, show_progress=not quiet)
     log.info("backend %s", backend.describe())
     result = embed_fasta(input_path, output, backend, options, fmt=fmt, parts_dir=parts,
-                         checkpoint_every=checkpoint_every, resume=resume, progress=not quiet,
+                         checkpoint_every=runtime.checkpoint_every, resume=runtime.resume, progress=not quiet,
                          identity={"input": describe_input(input_path), "backend": backend.key,
                                    "package_version": backend.package_version, "model": model, "revision": revision,
                                    "precision": runtime.precision, "max_length": max_length})
