@@ -8,6 +8,7 @@ import pytest
 import torch
 from virnucpro_dnabert_v1.loading import (
     disable_triton_attention,
+    eager_init,
     load_dnabert,
     repair_alibi,
 )
@@ -74,7 +75,7 @@ def test_stock_bert_folder_loads_in_eval_mode(tiny_dir):
     assert loaded.tokenizer.pad_token_id == 3
 
 
-def test_remote_code_folder_loads_with_alibi_repaired_and_triton_disabled(mosaic_dir):
+def test_remote_code_folder_loads_with_alibi_on_the_cpu_and_triton_disabled(mosaic_dir):
     loaded = load_dnabert(str(mosaic_dir))
     assert loaded.remote_code
     assert type(loaded.model).__name__ == "MiniMosaicModel"
@@ -87,22 +88,62 @@ def test_remote_code_folder_loads_with_alibi_repaired_and_triton_disabled(mosaic
     assert hidden.shape == (1, ids.shape[1], 32)
 
 
-def test_repair_alibi_rebuilds_what_transformers_left_on_meta(mosaic_dir):
-    """transformers 5 instantiates on the meta device; plain tensor attributes stay there."""
+def test_plain_transformers_5_loading_fails_in_init_where_load_dnabert_builds_on_the_cpu(mosaic_dir):
+    """transformers 5 builds models on the meta device; the remote ALiBi code then mixes
+    meta and CPU tensors in ``__init__`` (observed with the real bert_layers.py)."""
+    import transformers
     from transformers import AutoModel
 
-    raw = AutoModel.from_pretrained(mosaic_dir, trust_remote_code=True)
-    sys.modules[type(raw).__module__].flash_attn_qkvpacked_func = None
-    if not raw.encoder.alibi.is_meta:
-        pytest.skip("this transformers version does not build models on the meta device")
-    with pytest.raises(NotImplementedError, match="meta tensor"):
-        raw(torch.tensor([[1, 20, 30, 2]]))
-    assert repair_alibi(raw) == 1
-    assert repair_alibi(raw) == 0
-    fixed = load_dnabert(str(mosaic_dir)).model
+    if int(transformers.__version__.split(".")[0]) < 5:
+        pytest.skip("transformers 4 builds models on the CPU")
+    with pytest.raises(RuntimeError, match="^Tensor on device meta is not on the expected device cpu!$"):
+        AutoModel.from_pretrained(mosaic_dir, trust_remote_code=True)
+    model = load_dnabert(str(mosaic_dir)).model
+    assert model.encoder.alibi.device == torch.device("cpu")
+    assert model.encoder.alibi.shape == (1, 4, 512, 512)
+    assert not any(t.is_meta for t in model.state_dict().values())
+
+
+def test_every_weight_in_the_folder_is_loaded_unchanged(model_dir):
+    from safetensors.torch import load_file
+
+    on_disk = load_file(str(model_dir / "model.safetensors"))
+    loaded = load_dnabert(str(model_dir)).model.state_dict()
+    assert set(on_disk) <= set(loaded)
+    for key, tensor in on_disk.items():
+        assert torch.equal(loaded[key], tensor.to(torch.float32)), key
+
+
+def test_eager_init_keeps_the_identity_of_the_remote_class(mosaic_dir):
+    from transformers import AutoConfig
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    config = AutoConfig.from_pretrained(mosaic_dir, trust_remote_code=True)
+    remote = get_class_from_dynamic_module(config.auto_map["AutoModel"], str(mosaic_dir))
+    eager = eager_init(remote)
+    assert issubclass(eager, remote)
+    assert (eager.__name__, eager.__qualname__, eager.__module__) == (
+        remote.__name__,
+        remote.__qualname__,
+        remote.__module__,
+    )
+    model = load_dnabert(str(mosaic_dir)).model
+    assert type(model).__module__ == remote.__module__  # where disable_triton_attention looks
+
+
+def test_repair_alibi_rebuilds_an_alibi_tensor_left_on_meta(mosaic_dir):
+    model = load_dnabert(str(mosaic_dir)).model
     ids = torch.tensor([[1, 20, 30, 2]])
     with torch.no_grad():
-        assert torch.equal(raw(ids)[0], fixed(ids)[0])
+        expected = model(ids)[0]
+    model.encoder.alibi = model.encoder.alibi.to("meta")
+    with pytest.raises(NotImplementedError, match="meta tensor"), torch.no_grad():
+        model(ids)
+    assert repair_alibi(model) == 1
+    assert repair_alibi(model) == 0
+    assert model.encoder.alibi.shape == (1, 4, 512, 512)
+    with torch.no_grad():
+        assert torch.equal(model(ids)[0], expected)
 
 
 def test_disable_triton_attention_switches_the_remote_code_to_pytorch(mosaic_dir):

@@ -14,12 +14,18 @@ What this module adds to ``from_pretrained``, each for a reason found in practic
   path becomes one :class:`~virnucpro_core.errors.ModelError` line saying where to put
   it or how to fetch it.
 - Version trouble in the remote code becomes one line naming the installed
-  transformers and the versions the remote code is known to work with (see README).
+  transformers and the versions this loader is known to work with (see README).
 - transformers 5 builds models on the ``meta`` device before loading weights. The
-  MosaicBERT encoder keeps its ALiBi bias in a plain tensor attribute (not a buffer),
-  which therefore stays on ``meta`` and fails at the first forward ("Cannot copy out
-  of meta tensor"). :func:`repair_alibi` rebuilds it; it is a pure function of the
-  head count and size, so nothing learnt is lost.
+  MosaicBERT encoder computes its ALiBi bias in ``__init__`` into a plain tensor
+  attribute, mixing ``torch.arange`` (which follows the default device, so ``meta``)
+  with the legacy ``torch.Tensor(list)`` constructor (always CPU); with the real
+  DNABERT-2/-S code ``AutoModel.from_pretrained`` therefore fails inside ``__init__``
+  ("Tensor on device meta is not on the expected device cpu!"). The remote class is
+  loaded here through :func:`eager_init`, which keeps every init context transformers
+  uses except the ``meta`` device, so the model is built on the CPU as transformers 4
+  did and the weights are then loaded into it. :func:`repair_alibi` remains as a
+  guard: an ALiBi tensor still found on ``meta`` is rebuilt (it is a pure function of
+  the head count and size, so nothing learnt is lost).
 - The remote code calls a Triton FlashAttention kernel when ``triton`` imports. That
   kernel is written for an old Triton and A100s (the authors advise ``pip uninstall
   triton``), and it computes in fp16 even for an fp32 model, unlike the PyTorch path
@@ -42,8 +48,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "zhihan1996/DNABERT-S"
 DOWNLOAD_HINT = "run `virnucpro models download` where there is network (it fills <models dir>/dnabert/DNABERT-S/)"
-#: What the remote code is known to load with; see the plugin README for the evidence.
-KNOWN_GOOD_TRANSFORMERS = "4.27-4.29 (the authors' pin), later 4.x with model revisions after 2024-07-25"
+#: Versions this loader was run with on the real DNABERT-2/-S remote code (tiny random weights); see README.
+KNOWN_GOOD_TRANSFORMERS = "4.29.2, 4.46.3 and 5.24.0"
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -89,16 +95,10 @@ def _remote_code_error(name: str, exc: BaseException) -> ModelError:
     detail = _first_line(exc)
     if isinstance(exc, ImportError) and "einops" in str(exc):
         return ModelError(f"{name}: its remote code needs einops, which is not installed; pip install einops")
-    if "config_class" in str(exc):
-        return ModelError(
-            f"{name}: its remote code does not load with transformers {version} ({detail}); "
-            "the model repository fixed this on 2024-07-25, so fetch a newer revision "
-            f"({DOWNLOAD_HINT}), or use transformers {KNOWN_GOOD_TRANSFORMERS}"
-        )
     return ModelError(
         f"{name}: loading its remote code failed with transformers {version} ({detail}); "
-        f"it is known to work with transformers {KNOWN_GOOD_TRANSFORMERS}: "
-        "pip install 'transformers==4.29.*' in a separate environment if a newer one breaks it"
+        f"it is known to load with transformers {KNOWN_GOOD_TRANSFORMERS}: "
+        "pip install 'transformers==4.46.*' in a separate environment if this one breaks it"
     )
 
 
@@ -135,6 +135,54 @@ def repair_alibi(model: Any) -> int:
     if repaired:
         log.info("rebuilt %d ALiBi tensor(s) left on the meta device by transformers' loader", repaired)
     return repaired
+
+
+def eager_init(model_class: type) -> type:
+    """A subclass of ``model_class`` whose ``from_pretrained`` builds it on the CPU, not on ``meta``.
+
+    transformers 5 asks the class for its construction contexts via ``get_init_context``;
+    this drops the ``torch.device("meta")`` entry and keeps the rest (dtype, no weight
+    tying, patches). Code that computes tensors in ``__init__`` then gets real values,
+    and ``from_pretrained`` loads the checkpoint into real parameters. Versions without
+    ``get_init_context`` (4.46 and older) never call it and build on the CPU anyway.
+    The subclass keeps the name, qualified name and module of the remote class, so logs
+    and the lookup of the remote module's globals (:func:`disable_triton_attention`)
+    see the remote class.
+    """
+    import torch
+
+    def get_init_context(cls, *args: Any, **kwargs: Any) -> list:
+        contexts = super(subclass, cls).get_init_context(*args, **kwargs)
+        return [c for c in contexts if not (isinstance(c, torch.device) and c.type == "meta")]
+
+    namespace = {
+        "get_init_context": classmethod(get_init_context),
+        "__module__": model_class.__module__,
+        "__qualname__": model_class.__qualname__,
+        "__doc__": model_class.__doc__,
+    }
+    subclass = type(model_class.__name__, (model_class,), namespace)
+    return subclass
+
+
+def _load_model(source: str, kwargs: dict[str, Any]) -> Any:
+    """The model class named by the folder's ``auto_map`` (remote code) built eagerly, else ``AutoModel``.
+
+    Calling the remote class's own ``from_pretrained`` also skips ``AutoModel``'s
+    registration check, the source of the ``config_class`` ValueError that later 4.x
+    versions (4.46.3 checked) raise for model revisions from before 2024-07-25, whose
+    ``bert_layers.BertModel`` still names transformers' own ``BertConfig``.
+    """
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(source, trust_remote_code=True, **kwargs)
+    reference = (getattr(config, "auto_map", None) or {}).get("AutoModel")
+    if reference is None:
+        return AutoModel.from_pretrained(source, config=config, trust_remote_code=True, **kwargs)
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    model_class = get_class_from_dynamic_module(reference, source, **kwargs)
+    return eager_init(model_class).from_pretrained(source, config=config, **kwargs)
 
 
 def disable_triton_attention(model: Any) -> int:
@@ -182,7 +230,7 @@ def load_dnabert(model: str | None = None, *, revision: str | None = None, atten
         source = name
         kwargs = {"revision": revision, "local_files_only": offline_requested()}
 
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=True, **kwargs)
@@ -191,7 +239,7 @@ def load_dnabert(model: str | None = None, *, revision: str | None = None, atten
     except Exception as exc:
         raise _remote_code_error(name, exc) from exc
     try:
-        loaded = AutoModel.from_pretrained(source, trust_remote_code=True, **kwargs)
+        loaded = _load_model(source, kwargs)
     except OSError as exc:
         raise _missing_model_error(name, revision, exc, local=local) from exc
     except Exception as exc:

@@ -9,8 +9,11 @@ embedder have to cope with:
   ``(input_ids, token_type_ids=None, attention_mask=None, ...)`` returns a tuple
   ``(sequence_output, pooled_output)``;
 - no position embeddings: ALiBi biases, kept in a plain tensor attribute built in
-  ``__init__`` (transformers 5 leaves it on the meta device) and rebuilt when a
-  longer input arrives;
+  ``__init__`` and rebuilt when a longer input arrives. As in the real code, the
+  distances come from ``torch.arange`` (which follows the default device) and the
+  head slopes from the legacy ``torch.Tensor(list)`` constructor (always on the CPU),
+  so building the model under transformers 5's ``meta`` device fails in ``__init__``
+  with "Tensor on device meta is not on the expected device cpu!";
 - the attention bias (padding mask as -10000, plus ALiBi) is fp32 and is added to
   the scores, so the scores' dtype is promoted;
 - a gated-GELU feed-forward, post-LayerNorm residual blocks;
@@ -88,7 +91,8 @@ class MiniEncoder(nn.Module):
     def rebuild_alibi_tensor(self, size, device=None):
         positions = torch.arange(size, device=device)
         distance = (positions[None, :] - positions[:, None]).abs()
-        slopes = torch.tensor(alibi_slopes(self.num_attention_heads), device=device)
+        # legacy constructor + .to(device): CPU even under a meta default device, like bert_layers.py
+        slopes = torch.Tensor(alibi_slopes(self.num_attention_heads)).to(device)
         self.alibi = (-slopes[:, None, None] * distance[None]).unsqueeze(0)  # (1, heads, size, size)
         self._current_alibi_size = size
 
