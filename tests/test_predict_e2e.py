@@ -343,3 +343,15 @@ def test_embed_takes_runtime_settings_from_a_config_file(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert part_sizes == [2]
     assert h5_ids(out) == [f"r{i}" for i in range(5)]
+
+
+def test_log_file_holds_stages_and_the_summary(tmp_path, tiny_models):
+    log_file = tmp_path / "run.log"
+    result = CliRunner().invoke(cli, ["predict", str(DATA / "genomes" / "lambda_NC_001416.fa.gz"), "-o", str(tmp_path / "o"),
+                                      "--models-dir", str(tiny_models), "--log-file", str(log_file)])
+    assert result.exit_code == 0, result.output
+    text = log_file.read_text()
+    for stage in ("prepare", "embed_nucleotide", "embed_protein", "classify", "report"):
+        assert f"stage {stage}: started" in text and f"stage {stage}: done in" in text
+    assert "1 sequences (48502 bp) -> 98 chunks -> 45 stop-free frames" in text
+    assert result.output.count("1 sequences (48502 bp)") == 1  # echoed once, not logged to the terminal too

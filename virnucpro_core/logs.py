@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 
 
+#: ``log.info(..., extra=FILE_ONLY)`` goes to ``--log-file`` but not the terminal (for what is also echoed).
+FILE_ONLY = {"file_only": True}
+
+
 def setup_logging(verbose: int = 0, quiet: bool = False, log_file: Path | None = None) -> None:
     """``-q``: warnings only; default: info; ``-v``: debug. The log file always gets debug."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
@@ -18,6 +22,7 @@ def setup_logging(verbose: int = 0, quiet: bool = False, log_file: Path | None =
     console.setLevel(level)
     console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     console._virnucpro = True  # type: ignore[attr-defined]
+    console.addFilter(lambda record: not getattr(record, "file_only", False))
     root.addHandler(console)
     root.setLevel(logging.DEBUG if log_file else level)
     if log_file is not None:

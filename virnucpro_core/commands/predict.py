@@ -53,7 +53,7 @@ def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | No
       virnucpro predict contigs.fa -o results --resume             # after an interruption
       virnucpro models init-tiny /tmp/tiny && virnucpro predict contigs.fa -o smoke --models-dir /tmp/tiny
     """
-    from virnucpro_core.logs import setup_logging
+    from virnucpro_core.logs import FILE_ONLY, setup_logging
     from virnucpro_core.pipeline import PredictRequest, run_predict
 
     from virnucpro_core.commands.common import runtime_from_options
@@ -78,3 +78,4 @@ def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | No
     summary = run_predict(request, runtime)
     for line in summary.lines():
         click.echo(line)
+        log.info(line, extra=FILE_ONLY)  # the final summary belongs in --log-file too
