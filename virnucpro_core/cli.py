@@ -16,6 +16,8 @@ import click
 from virnucpro_core import __version__
 from virnucpro_core.errors import VirnucproError
 
+ARGV_KEY = "virnucpro.argv"
+
 #: command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
     "predict": "virnucpro_core.commands.predict:predict",
@@ -24,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "embed": "virnucpro_core.commands.embed:embed",
     "merge": "virnucpro_core.commands.merge:merge",
     "classify": "virnucpro_core.commands.classify:classify",
+    "aggregate": "virnucpro_core.commands.aggregate:aggregate",
     "convert": "virnucpro_core.commands.convert:convert",
     "backends": "virnucpro_core.commands.backends:backends",
     "models": "virnucpro_core.commands.models:models",
@@ -55,9 +58,18 @@ class VirnucproGroup(click.Group):
             self.commands[name] = getattr(module, attr)
         return self.commands.get(name)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[ARGV_KEY] = list(args)  # the user's own command, for the hint after an interruption
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context):
+        from virnucpro_core.engine.stop import RunInterrupted, interrupted_line
+
         try:
             return super().invoke(ctx)
+        except RunInterrupted as exc:
+            click.echo(interrupted_line(exc, ctx.meta.get(ARGV_KEY, [])), err=True)
+            ctx.exit(exc.exit_code)
         except VirnucproError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)

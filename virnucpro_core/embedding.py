@@ -12,20 +12,21 @@ input record gives exactly one output row.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
-import numpy as np
 
-from virnucpro_core.backends import Backend, Embedder, EmbedderOptions
+from virnucpro_core.backends import Backend, EmbedderOptions
 from virnucpro_core.errors import ConfigError, VirnucproError
-from virnucpro_core.formats.base import EmbeddingFormat, EmbeddingMeta
+from virnucpro_core.engine.config import EngineConfig
+from virnucpro_core.engine.failures import WorkerStats
+from virnucpro_core.engine.parts import PartPlan, finished_parts
+from virnucpro_core.formats.base import EmbeddingFormat
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,10 @@ class EmbedResult:
     parts_computed: int
     parts_reused: int
     seconds: float
+    plan: PartPlan | None = None
+    #: False for a shard: only its parts were computed and nothing was assembled
+    complete: bool = True
+    workers: tuple[WorkerStats, ...] = ()
 
     def counts(self) -> dict[str, int | float | str]:
         return {
@@ -48,49 +53,12 @@ class EmbedResult:
             "parts_computed": self.parts_computed,
             "parts_reused": self.parts_reused,
             "seconds": round(self.seconds, 3),
+            **({"workers": {f"{w.worker} ({w.device})": {"parts": w.parts, "sequences": w.sequences}
+                            for w in self.workers}} if len(self.workers) > 1 else {}),
         }
 
 
-def count_records(path: Path) -> int:
-    """Number of records, read exactly as the embed loop reads them (FASTA or FASTQ,
-    plain or compressed), so the two counts agree whatever the file looks like."""
-    from virnucpro_core.seqio import read_records
-
-    return sum(1 for _ in read_records(path))
-
-
-def _groups(path: Path, size: int) -> Iterator[list[tuple[str, str]]]:
-    from virnucpro_core.seqio import iter_fasta
-
-    records = iter_fasta(path)
-    while group := list(itertools.islice(records, size)):
-        yield group
-
-
-def _check_output(array: np.ndarray, ids: list[str], embedder: Embedder, backend: Backend) -> np.ndarray:
-    if not isinstance(array, np.ndarray) or array.shape != (len(ids), embedder.dim):
-        shape = getattr(array, "shape", type(array).__name__)
-        raise VirnucproError(
-            f"backend {backend.describe()} returned {shape} for {len(ids)} sequences of width {embedder.dim}; "
-            "this is a bug in the backend, please report it"
-        )
-    array = np.asarray(array, dtype=np.float32)
-    bad = ~np.isfinite(array).all(axis=1)
-    if bad.any():
-        first = ids[int(np.flatnonzero(bad)[0])]
-        raise VirnucproError(
-            f"backend {backend.describe()} produced NaN/inf for {int(bad.sum())} sequence(s), first {first!r}; "
-            "try --precision fp32"
-        )
-    return array
-
-
 PARTS_JSON = "parts.json"
-
-
-def _meta(backend: Backend, dim: int, model: object) -> EmbeddingMeta:
-    return EmbeddingMeta(dim=dim, modality=backend.modality, backend=backend.family, version=backend.version,
-                         package_version=backend.package_version, model=str(model))
 
 
 def _check_parts_identity(parts_dir: Path, identity: dict[str, Any], checkpoint_every: int) -> int:
@@ -126,6 +94,7 @@ def embed_fasta(
     resume: bool = False,
     progress: bool = False,
     identity: Mapping[str, Any] | None = None,
+    engine: EngineConfig | None = None,
 ) -> EmbedResult:
     """Embed every record of ``fasta`` with ``backend`` into ``out`` (format ``fmt``).
 
@@ -133,74 +102,62 @@ def embed_fasta(
     it is stored in ``parts_dir/parts.json`` with the part size, and a resume whose
     identity differs is refused rather than mixing two models' rows in one file. On
     resume the stored part size wins, so part boundaries line up with the finished parts.
+
+    ``engine`` says where parts run (:mod:`virnucpro_core.engine`): here, on worker
+    processes, on torchrun ranks, or only this shard's parts (then nothing is
+    assembled and the result has ``complete=False``). A failure that leaves no finished
+    part removes ``parts_dir``, so nothing blocks a plain retry.
     """
     from tqdm import tqdm
 
-    from virnucpro_core.formats.hdf5 import Hdf5Reader, Hdf5Writer
+    from virnucpro_core.engine.parts import assemble, part_meta, plan_parts
+    from virnucpro_core.engine.run import compute_parts
+    from virnucpro_core.engine.stop import RunInterrupted
 
+    engine = engine or EngineConfig(devices=(options.device,))
     start = time.monotonic()
-    total = count_records(fasta)
     if not resume and parts_dir.exists():
         shutil.rmtree(parts_dir)
     parts_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_every = _check_parts_identity(parts_dir, dict(identity or {}), checkpoint_every)
-
-    embedder: Embedder | None = None
-    computed = reused = done = 0
-    dim = model = None
-    part_paths: list[Path] = []
-    bar = tqdm(total=total, unit="seq", desc=f"embed {backend.key}", disable=not progress, leave=False)
+    done_parts = 0
+    plan = None
     try:
-        for index, group in enumerate(_groups(fasta, checkpoint_every)):
-            ids = [record_id for record_id, _ in group]
-            part = parts_dir / f"part-{index:06d}.h5"
-            part_paths.append(part)
-            if part.exists():
-                with Hdf5Reader(part) as reader:
-                    if reader.ids() == ids and (dim is None or reader.meta.dim == dim):
-                        dim, model = reader.meta.dim, reader.meta.model
-                        reused += 1
-                        done += len(ids)
-                        bar.update(len(ids))
-                        continue
-                log.warning("checkpoint %s does not match the input; recomputing it", part)
-            if embedder is None:
-                log.info("loading %s (model %s) on %s, %s", backend.describe(), options.model or backend.default_model, options.device, options.precision)
-                embedder = backend.factory(options)
-                if dim is not None and embedder.dim != dim:
-                    raise VirnucproError(f"{parts_dir}: checkpoints have width {dim} but the model gives {embedder.dim}; use --force-resume")
-                dim, model = embedder.dim, embedder.model_id
-            reported = 0
+        checkpoint_every = _check_parts_identity(parts_dir, dict(identity or {}), checkpoint_every)
+        plan = plan_parts(fasta, parts_dir, checkpoint_every)
+        done_parts = len(plan.reused)
+        todo = plan.select(engine.keeps)
+        reused_records = plan.total_records - sum(min(checkpoint_every, plan.total_records - p * checkpoint_every) for p in plan.todo)
+        bar = tqdm(total=plan.total_records, initial=reused_records, unit="seq", desc=f"embed {backend.key}",
+                   disable=not progress, leave=False, smoothing=0.1)
 
-            def on_progress(n: int) -> None:
-                nonlocal reported
-                reported += n
-                bar.update(n)
+        def on_part(task) -> None:
+            nonlocal done_parts
+            done_parts += 1
 
-            array = embedder.embed([seq for _, seq in group], progress=on_progress)
-            array = _check_output(array, ids, embedder, backend)
-            bar.update(max(0, len(ids) - reported))
-            with Hdf5Writer(part, _meta(backend, dim, model)) as writer:
-                writer.write(ids, array)
-            computed += 1
-            done += len(ids)
-    finally:
-        bar.close()
-        if embedder is not None:
-            embedder.close()
-
-    if done != total:
-        raise VirnucproError(f"{fasta}: read {done} records but counted {total}; the file changed while running?")
+        try:
+            outcome = compute_parts(fasta, parts_dir, plan, todo, backend, options, engine, on_progress=bar.update, on_part=on_part)
+        finally:
+            bar.close()
+    except RunInterrupted as exc:
+        total_parts = plan.parts if plan is not None else "?"
+        raise exc.with_progress(f"{done_parts} of {total_parts} {backend.modality} embedding parts done") from None
+    except BaseException:
+        if not finished_parts(parts_dir):
+            shutil.rmtree(parts_dir, ignore_errors=True)  # nothing computed: nothing may block a retry
+        raise
+    if plan.dim is not None and outcome.dim is not None and outcome.dim != plan.dim:
+        raise VirnucproError(f"{parts_dir}: checkpoints have width {plan.dim} but the model gives {outcome.dim}; use --force-resume")
+    dim = outcome.dim or plan.dim
+    model = outcome.model or plan.model
+    seconds = time.monotonic() - start
+    if engine.shard is not None or (engine.dist is not None and not engine.dist.is_driver):
+        return EmbedResult(parts_dir, plan.total_records, int(dim or backend.dim), str(model or ""), outcome.computed,
+                           len(plan.reused), seconds, plan=plan, complete=False, workers=outcome.stats)
     if dim is None:  # no records at all
         dim, model = backend.dim, options.model or backend.default_model or ""
-    written = 0
-    with fmt.open_writer(out, _meta(backend, dim, model)) as writer:
-        for part in part_paths:
-            with Hdf5Reader(part) as reader:
-                for batch_ids, batch in reader.iter_batches():
-                    writer.write(batch_ids, batch)
-                    written += len(batch_ids)
-    if written != total:
-        raise VirnucproError(f"{out}: wrote {written} rows for {total} input records; this is a bug, please report it")
+    written = assemble(parts_dir, plan.parts, out, fmt, part_meta(backend, dim, model), plan.total_records)
+    if written != plan.total_records:
+        raise VirnucproError(f"{out}: wrote {written} rows for {plan.total_records} input records; this is a bug, please report it")
     shutil.rmtree(parts_dir, ignore_errors=True)
-    return EmbedResult(out, total, int(dim), str(model), computed, reused, time.monotonic() - start)
+    return EmbedResult(out, plan.total_records, int(dim), str(model), outcome.computed, len(plan.reused),
+                       time.monotonic() - start, plan=plan, workers=outcome.stats)

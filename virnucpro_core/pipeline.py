@@ -14,11 +14,14 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from virnucpro_core.backends import Backend
 from virnucpro_core.errors import VirnucproError
 from virnucpro_core.runtime import RuntimeConfig
+
+if TYPE_CHECKING:
+    from virnucpro_core.engine.config import Shard
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +113,14 @@ def _check(condition: bool, message: str) -> None:
         raise VirnucproError(f"count check failed: {message}; this is a bug, please report it with run.json")
 
 
-def run_predict(request: PredictRequest, runtime: RuntimeConfig) -> PredictSummary:
+def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shard | None" = None,
+                log_level: int = logging.WARNING) -> PredictSummary:
+    """Run every stage in ``request.outdir``. With ``shard`` (an array job), only prepare and
+    this shard's embedding parts run, and a shard manifest is written for ``virnucpro aggregate``."""
     from virnucpro_core.atomic import atomic_open
     from virnucpro_core.checksum import sha256_file
     from virnucpro_core.classifier import load_mlp
     from virnucpro_core.classify import classify_embeddings
-    from virnucpro_core.devices import resolve_device
     from virnucpro_core.embedding import embed_fasta
     from virnucpro_core.modelset import resolve_model_set
     from virnucpro_core.prepare import output_paths, prepare_file
@@ -129,9 +134,10 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig) -> PredictSumma
     backends = resolve_backends(registry, parse_backend_options(request.backend_specs, v1_fallback=request.v1_fallback))
     models = resolve_model_set(request.model_type, models_dir=request.models_dir, esm_model=request.esm_model,
                                dnabert_model=request.dnabert_model, mlp=request.mlp)
-    device = resolve_device(runtime.device)
+    engine = runtime.engine(shard=shard, log_level=log_level)
+    device = engine.devices[0]
     runtime.apply_threads()
-    log.info("architecture: %s", backends.architecture())
+    log.info("architecture: %s on %s", backends.architecture(), ", ".join(engine.devices))
     if models.tiny:
         log.warning(TINY_WARNING)
     if request.chunk_size != request.model_type:
@@ -158,7 +164,8 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig) -> PredictSumma
             for modality in ("protein", "nucleotide")
         },
     }
-    info = {"architecture": backends.architecture(), "runtime": {**runtime.as_dict(), "device": device},
+    info = {"architecture": backends.architecture(), "runtime": {**runtime.as_dict(), "device": device, "devices": list(engine.devices)},
+            **({"shard": str(shard)} if shard is not None else {}),
             "tiny_models": models.tiny, "pid": os.getpid()}
     outdir = Path(request.outdir)
     prep = outdir / "prepare"
@@ -168,6 +175,7 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig) -> PredictSumma
     nucleotide_h5, protein_h5 = emb / "nucleotide.h5", emb / "protein.h5"
     hdf5 = registry.get_format("hdf5")
     counts: dict[str, dict[str, Any]] = {}
+    shard_results: dict[str, Any] = {}
 
     with open_run(outdir, "predict", identity, info=info, resume=runtime.resume, force_resume=runtime.force_resume) as run:
         warning_file = outdir / "WARNING_TINY_MODELS.txt"
@@ -196,14 +204,26 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig) -> PredictSumma
                                                    show_progress=request.progress)
                 result = embed_fasta(fasta, target, backend, options, fmt=hdf5, parts_dir=run.checkpoints / modality,
                                      checkpoint_every=runtime.checkpoint_every, resume=run.resumed, progress=request.progress,
-                                     identity={"run": run.manifest["fingerprint"], "modality": modality})
+                                     identity={"run": run.manifest["fingerprint"], "modality": modality}, engine=engine)
                 _check(result.sequences == frames, f"{result.sequences} {modality} embeddings for {frames} frames")
+                shard_results[modality] = result
                 return {**result.counts(), "backend": backend.describe()}
 
-            counts[f"embed_{modality}"] = dict(run.run_stage(Stage(f"embed_{modality}", [target], do_embed)))
+            if shard is not None:  # a shard computes its parts; only the aggregate finishes the stage
+                counts[f"embed_{modality}"] = do_embed()
+            else:
+                counts[f"embed_{modality}"] = dict(run.run_stage(Stage(f"embed_{modality}", [target], do_embed)))
             if modality == "nucleotide":
                 _check_width_before_protein(counts["embed_nucleotide"], backends["protein"], model_for["protein"],
                                             mlp.config.input_dim, models.mlp)
+
+        if shard is not None:
+            from virnucpro_core.engine.shards import write_predict_shard
+
+            write_predict_shard(outdir, shard, run.manifest, shard_results, request, runtime)
+            run.finish("shard")
+            return PredictSummary(outdir, backends.architecture(), counts, time.monotonic() - start, models.tiny, run.resumed,
+                                  notes=(f"shard {shard} done; join the shards with `virnucpro aggregate`",))
 
         def do_classify():
             result = classify_embeddings(nucleotide_h5, protein_h5, models.mlp, outdir, device=device, model=mlp)

@@ -62,9 +62,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def run_lock(outdir: Path) -> Iterator[None]:
-    """Hold ``OUTDIR/.virnucpro.lock`` for the duration; recover the lock of a dead process."""
-    lock = outdir / LOCK
+def run_lock(outdir: Path, lock: Path | None = None) -> Iterator[None]:
+    """Hold ``OUTDIR/.virnucpro.lock`` (or ``lock``) for the duration; recover the lock of a dead process."""
+    lock = lock or outdir / LOCK
     me = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
     for _ in range(2):
         try:
@@ -108,6 +108,16 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
         elif a != b:
             diffs.append(f"{name}: {a!r} -> {b!r}")
     return diffs
+
+
+def remove_stale_temporaries(folder: Path, patterns: Sequence[str]) -> None:
+    """Temporary files of a killed run (``.name.XXXX.part``, stdin spools). Call it only
+    while holding the lock, so that no live process is writing them."""
+    for pattern in patterns:
+        for stale in Path(folder).glob(pattern):
+            if stale.is_file():
+                log.info("removing %s, left by an interrupted run", stale)
+                stale.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -154,13 +164,7 @@ class Run:
         return self.outdir / CHECKPOINTS
 
     def _remove_stale_temporaries(self) -> None:
-        """Temporary files of a killed run (``.name.XXXX.part``, stdin spools): we hold the
-        lock, so no live process is writing them."""
-        for pattern in ("**/.*.part", "**/.virnucpro-stdin-*.spool"):
-            for stale in self.outdir.glob(pattern):
-                if stale.is_file():
-                    log.info("removing %s, left by an interrupted run", stale)
-                    stale.unlink(missing_ok=True)
+        remove_stale_temporaries(self.outdir, ("**/.*.part", "**/.virnucpro-stdin-*.spool"))
 
     def open(self) -> None:
         self._remove_stale_temporaries()
@@ -308,7 +312,9 @@ def open_run(
         try:
             yield run
         except BaseException as exc:
-            run.finish("failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            details = getattr(exc, "details", "")  # a worker's traceback: run.json and --log-file only
+            run.finish("interrupted" if type(exc).__name__ == "RunInterrupted" else "failed",
+                       error=f"{type(exc).__name__}: {exc}"[:500], **({"traceback": details} if details else {}))
             raise
         if run.manifest.get("status") == "running":
             run.finish("done")

@@ -23,6 +23,12 @@ from virnucpro_core.errors import ConfigError
 @dataclass(frozen=True)
 class RuntimeConfig:
     device: str = "auto"
+    #: several devices, one worker process each (``--devices``; TOML ``devices = ["cuda:0", "cuda:1"]``)
+    devices: tuple[str, ...] = ()
+    #: ``--gpus 2,3``, the same as ``devices = ["cuda:2", "cuda:3"]``
+    gpus: tuple[str, ...] = ()
+    #: ``--parallel``: every visible GPU
+    parallel: bool = False
     precision: str = "fp32"
     batch_tokens: int | None = None
     batch_size: int | None = None
@@ -32,6 +38,13 @@ class RuntimeConfig:
     force_resume: bool = False
 
     def __post_init__(self) -> None:
+        from virnucpro_core.engine.devices import split_list
+
+        for name in ("devices", "gpus"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = split_list(value)
+            object.__setattr__(self, name, tuple(str(v).strip().lower() for v in (value or ())))
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         for name in ("batch_tokens", "batch_size", "threads"):
@@ -57,11 +70,9 @@ class RuntimeConfig:
         """Options for one backend. With ``modality`` (the pipeline), ``batch_tokens`` goes to
         the protein backend only and ``batch_size`` to the nucleotide one, as the flags say;
         without it (``virnucpro embed``, one backend) both go to the backend asked for."""
-        from virnucpro_core.devices import resolve_device
-
         return EmbedderOptions(
             model=model,
-            device=resolve_device(self.device),
+            device=self.worker_devices()[0],
             precision=self.precision,
             batch_tokens=self.batch_tokens if modality in (None, "protein") else None,
             batch_size=self.batch_size if modality in (None, "nucleotide") else None,
@@ -69,6 +80,36 @@ class RuntimeConfig:
             max_length=max_length,
             show_progress=show_progress,
         )
+
+    def device_request(self):
+        from virnucpro_core.engine.devices import DeviceRequest
+
+        return DeviceRequest(device=(self.device or "auto").strip().lower(), devices=self.devices, gpus=self.gpus,
+                             parallel=self.parallel)
+
+    def worker_devices(self) -> tuple[str, ...]:
+        """The checked devices, one per worker; under torchrun this rank's one device."""
+        from virnucpro_core.engine.devices import DeviceRequest, resolve_devices
+        from virnucpro_core.engine.distributed import context_from_env, rank_device
+
+        dist = context_from_env()
+        if dist is not None:
+            if self.devices or self.gpus or self.parallel:
+                raise ConfigError("under torchrun each rank uses one device (cuda:LOCAL_RANK, or --device cpu); "
+                                  "drop --devices/--gpus/--parallel")
+            device = "cpu" if (self.device or "").strip().lower() == "cpu" else "cuda"
+            return resolve_devices(DeviceRequest(device=rank_device(dist, device)))
+        return resolve_devices(self.device_request())
+
+    def engine(self, *, shard=None, log_level: int | None = None):
+        """The :class:`~virnucpro_core.engine.config.EngineConfig` of this run."""
+        import logging
+
+        from virnucpro_core.engine.config import EngineConfig
+        from virnucpro_core.engine.distributed import context_from_env
+
+        return EngineConfig(devices=self.worker_devices(), threads=self.threads, shard=shard, dist=context_from_env(),
+                            log_level=logging.WARNING if log_level is None else log_level)
 
     def apply_threads(self) -> None:
         if self.threads:
@@ -91,6 +132,8 @@ def load_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     table = data.get("runtime", {})
     known = {f.name for f in dataclasses.fields(RuntimeConfig)} - {"resume", "force_resume"}
+    if "devices" in table and not isinstance(table["devices"], (list, str)):
+        raise ConfigError(f"{path}: [runtime] devices must be a list such as [\"cuda:0\", \"cuda:1\"]")
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown [runtime] key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")

@@ -40,6 +40,13 @@ resume_options = _stack(
     click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TOML file with a [runtime] table (device, precision, batch_tokens, ...); flags override it."),
 )
 
+parallel_options = _stack(
+    click.option("--devices", default=None, metavar="LIST", help="Run on several devices, one worker process each: cuda:0,cuda:1 or cpu,cpu. Every device is checked first; the device named is the device used."),
+    click.option("--gpus", default=None, metavar="LIST", help="GPU numbers, e.g. 2,3 (= --devices cuda:2,cuda:3)."),
+    click.option("--parallel", is_flag=True, default=None, help="One worker on every visible GPU (an error without a GPU)."),
+    click.option("--shard", default=None, metavar="I/N", help="Array job I of N (0-based): compute only parts p with p % N == I into a shard directory at -o; join them with `virnucpro aggregate`."),
+)
+
 backend_options = _stack(
     click.option("--backend", "backend_specs", multiple=True, metavar="FAMILY=VERSION", help="Embedding backend, repeatable: --backend esm2=v1 --backend dnabert=v1. Default: the newest available version of each family (see `virnucpro backends`)."),
     click.option("--v1-fallback", is_flag=True, help="Alias for --backend esm2=v1."),
@@ -50,9 +57,9 @@ def runtime_from_options(kwargs: dict[str, Any]):
     """Build the :class:`RuntimeConfig` from the shared options in ``kwargs``."""
     from virnucpro_core.runtime import RuntimeConfig
 
-    keys = ("device", "precision", "batch_tokens", "batch_size", "threads", "checkpoint_every", "resume", "force_resume")
+    keys = ("device", "devices", "gpus", "parallel", "precision", "batch_tokens", "batch_size", "threads", "checkpoint_every", "resume", "force_resume")
     values = {k: kwargs.get(k) for k in keys}
-    for flag in ("resume", "force_resume"):
+    for flag in ("resume", "force_resume", "parallel"):
         values[flag] = bool(values[flag]) or None
     if values["device"] == "auto":
         values["device"] = None  # let a config file choose; the dataclass default is auto

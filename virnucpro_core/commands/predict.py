@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from virnucpro_core.commands.common import backend_options, device_options, logging_options, resume_options
+from virnucpro_core.commands.common import backend_options, device_options, logging_options, parallel_options, resume_options
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +25,12 @@ log = logging.getLogger(__name__)
 @click.option("--min-viral-fraction", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True, help="sequence_summary.tsv calls a sequence virus when at least this fraction of its scored chunks is viral.")
 @backend_options
 @device_options
+@parallel_options
 @resume_options
 @logging_options
 def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | None, models_dir: Path | None, esm_model: str | None,
             dnabert_model: str | None, dnabert_revision: str | None, mlp: Path | None, min_viral_fraction: float, backend_specs: tuple[str, ...], v1_fallback: bool,
-            verbose: int, quiet: bool, log_file: Path | None, **runtime_flags) -> None:
+            verbose: int, quiet: bool, log_file: Path | None, shard: str | None, **runtime_flags) -> None:
     """Predict which sequences of INPUT are viral.
 
     INPUT is FASTA or FASTQ (plain, .gz, .bz2, .xz, or - for stdin). Stages: prepare
@@ -50,16 +51,29 @@ def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | No
       virnucpro models download --dir ~/virnucpro-models          # once, online
       virnucpro predict contigs.fa -o results --models-dir ~/virnucpro-models
       virnucpro predict reads.fq.gz -o results --model-type 300 --device cuda:1 --precision bf16
-      virnucpro predict contigs.fa -o results --resume             # after an interruption
+      virnucpro predict contigs.fa -o results --resume             # after an interruption (Ctrl-C, SIGTERM, a crash)
+      virnucpro predict contigs.fa -o results --gpus 2,3           # one worker on GPU 2, one on GPU 3
+      virnucpro predict contigs.fa -o results --parallel           # one worker on every visible GPU
+      virnucpro predict contigs.fa -o shard0 --shard 0/2           # array job 0 of 2 (then shard 1/2), then:
+      virnucpro aggregate shard0 shard1 -o results
+      torchrun --nproc-per-node 4 -m virnucpro_core predict contigs.fa -o results
       virnucpro models init-tiny /tmp/tiny && virnucpro predict contigs.fa -o smoke --models-dir /tmp/tiny
     """
+    from virnucpro_core.commands.common import runtime_from_options
+    from virnucpro_core.engine.config import Shard
+    from virnucpro_core.engine.distributed import context_from_env, follow, release
+    from virnucpro_core.engine.stop import graceful_stop
     from virnucpro_core.logs import FILE_ONLY, setup_logging
     from virnucpro_core.pipeline import PredictRequest, run_predict
 
-    from virnucpro_core.commands.common import runtime_from_options
-
     setup_logging(verbose, quiet, log_file)
     runtime = runtime_from_options(runtime_flags)
+    dist = context_from_env()
+    if dist is not None and not dist.is_driver:
+        runtime.apply_threads()
+        with graceful_stop():
+            follow(dist)  # rank 0 prepares, classifies and reports; this rank embeds its share of the parts
+        return
     request = PredictRequest(
         input_path=input_path,
         outdir=outdir,
@@ -75,7 +89,13 @@ def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | No
         v1_fallback=v1_fallback,
         progress=not quiet,
     )
-    summary = run_predict(request, runtime)
-    for line in summary.lines():
+    shard_spec = Shard.parse(shard) if shard else None
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    with graceful_stop():
+        summary = run_predict(request, runtime, shard=shard_spec, log_level=level)
+    if dist is not None:
+        release(dist)
+    lines = summary.lines()[:2] + list(summary.notes) if shard_spec is not None else summary.lines()
+    for line in lines:
         click.echo(line)
         log.info(line, extra=FILE_ONLY)  # the final summary belongs in --log-file too

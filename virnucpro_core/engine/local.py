@@ -1,0 +1,54 @@
+"""One device: parts run in this process, as before the engine existed (no spawn cost)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from typing import Callable, Iterable
+
+from virnucpro_core.backends import Backend, Embedder, EmbedderOptions
+from virnucpro_core.engine.failures import EngineRun, PartFailed, WorkerStats, error_summary
+from virnucpro_core.engine.parts import PartTask, compute_part
+from virnucpro_core.errors import VirnucproError
+from virnucpro_core.logs import FILE_ONLY
+
+log = logging.getLogger(__name__)
+
+
+def run_local(tasks: Iterable[PartTask], backend: Backend, options: EmbedderOptions, *,
+              on_progress: Callable[[int], None], on_part: Callable[[PartTask], None], worker: int = 0,
+              where: str | None = None) -> EngineRun:
+    """Compute ``tasks`` here; the model is loaded only if there is a part to compute.
+
+    A backend error that is not a :class:`VirnucproError` becomes one line naming the
+    device and the records (the traceback goes to the log file).
+    """
+    embedder: Embedder | None = None
+    computed = sequences = 0
+    start = time.monotonic()
+    label = where or options.device
+    try:
+        for task in tasks:
+            if embedder is None:
+                log.info("loading %s (model %s) on %s, %s", backend.describe(), options.model or backend.default_model,
+                         options.device, options.precision)
+                embedder = backend.factory(options)
+            try:
+                compute_part(embedder, backend, task, on_progress)
+            except VirnucproError:
+                raise
+            except Exception as exc:
+                details = traceback.format_exc()
+                log.debug("part %d failed:\n%s", task.index, details, extra=FILE_ONLY)
+                raise PartFailed(f"{label} failed on records {task.records}: {error_summary(exc)}", details) from None
+            computed += 1
+            sequences += len(task.ids)
+            on_part(task)
+    finally:
+        if embedder is not None:
+            embedder.close()
+    if embedder is None:
+        return EngineRun(None, None, 0)
+    stats = WorkerStats(worker, options.device, computed, sequences, time.monotonic() - start)
+    return EngineRun(embedder.dim, embedder.model_id, computed, (stats,))

@@ -1,0 +1,183 @@
+"""Checkpoint parts: the plan of what is done and what to compute, part files, assembly.
+
+Part ``p`` holds input records ``p*size+1 .. (p+1)*size`` (1-based, as messages name
+them) in one HDF5 file with ids and rows together, written atomically, so a part is
+whole or absent whatever process wrote it. The plan is made once, in the process that
+drives the run, so every executor (this process, worker processes, torchrun ranks,
+array-job shards) computes exactly the parts it is given and nothing else.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Collection, Iterator, Sequence
+
+import numpy as np
+
+from virnucpro_core.backends import Backend, Embedder
+from virnucpro_core.errors import VirnucproError
+from virnucpro_core.formats.base import EmbeddingFormat, EmbeddingMeta
+
+log = logging.getLogger(__name__)
+
+PART_GLOB = "part-*.h5"
+
+
+def part_path(parts_dir: Path, index: int) -> Path:
+    return Path(parts_dir) / f"part-{index:06d}.h5"
+
+
+@dataclass(frozen=True)
+class PartTask:
+    """One part to compute: its records (ids and sequences) and where its file goes."""
+
+    index: int
+    first_record: int  # 1-based number of the part's first input record
+    ids: tuple[str, ...]
+    sequences: tuple[str, ...]
+    path: Path
+
+    @property
+    def records(self) -> str:
+        """``70001-80000``: the input records of the part, as error messages name them."""
+        return f"{self.first_record}-{self.first_record + len(self.ids) - 1}"
+
+
+@dataclass(frozen=True)
+class PartPlan:
+    """Which parts of the input exist already and which must be computed.
+
+    ``dim``/``model`` come from the reused parts (``None`` when there are none); a
+    computed part must have the same width.
+    """
+
+    total_records: int
+    part_size: int
+    parts: int
+    todo: tuple[int, ...]
+    reused: tuple[int, ...]
+    dim: int | None = None
+    model: str | None = None
+
+    def select(self, keep: Callable[[int], bool]) -> tuple[int, ...]:
+        return tuple(p for p in self.todo if keep(p))
+
+
+def iter_groups(fasta: Path, size: int) -> Iterator[list[tuple[str, str]]]:
+    from virnucpro_core.seqio import iter_fasta
+
+    records = iter_fasta(fasta)
+    while group := list(itertools.islice(records, size)):
+        yield group
+
+
+def plan_parts(fasta: Path, parts_dir: Path, part_size: int) -> PartPlan:
+    """Read the input once: count its records and check each existing part against the
+    ids it must hold. A part whose ids or width do not match is recomputed, never used."""
+    from virnucpro_core.formats.hdf5 import Hdf5Reader
+
+    total = index = 0
+    todo: list[int] = []
+    reused: list[int] = []
+    dim = model = None
+    for index, group in enumerate(iter_groups(fasta, part_size)):
+        total += len(group)
+        path = part_path(parts_dir, index)
+        if path.exists():
+            try:
+                with Hdf5Reader(path) as reader:
+                    if reader.ids() == [rid for rid, _ in group] and (dim is None or reader.meta.dim == dim):
+                        dim, model = reader.meta.dim, reader.meta.model
+                        reused.append(index)
+                        continue
+            except VirnucproError as exc:
+                log.warning("%s", exc)
+            log.warning("checkpoint %s does not match the input; recomputing it", path)
+        todo.append(index)
+    parts = len(todo) + len(reused)
+    return PartPlan(total, part_size, parts, tuple(todo), tuple(reused), dim, model)
+
+
+def iter_tasks(fasta: Path, parts_dir: Path, part_size: int, indices: Collection[int]) -> Iterator[PartTask]:
+    """The parts ``indices`` of ``fasta`` as tasks, in input order, read lazily."""
+    wanted = set(indices)
+    if not wanted:
+        return
+    last = max(wanted)
+    for index, group in enumerate(iter_groups(fasta, part_size)):
+        if index in wanted:
+            yield PartTask(index, index * part_size + 1, tuple(r for r, _ in group), tuple(s for _, s in group),
+                           part_path(parts_dir, index))
+        if index >= last:
+            return
+
+
+def part_meta(backend: Backend, dim: int, model: object) -> EmbeddingMeta:
+    return EmbeddingMeta(dim=dim, modality=backend.modality, backend=backend.family, version=backend.version,
+                         package_version=backend.package_version, model=str(model))
+
+
+def check_output(array: np.ndarray, ids: Sequence[str], embedder: Embedder, backend: Backend) -> np.ndarray:
+    """Refuse rows of the wrong shape and NaN/inf: a backend bug must not reach a part file."""
+    if not isinstance(array, np.ndarray) or array.shape != (len(ids), embedder.dim):
+        shape = getattr(array, "shape", type(array).__name__)
+        raise VirnucproError(
+            f"backend {backend.describe()} returned {shape} for {len(ids)} sequences of width {embedder.dim}; "
+            "this is a bug in the backend, please report it"
+        )
+    array = np.asarray(array, dtype=np.float32)
+    bad = ~np.isfinite(array).all(axis=1)
+    if bad.any():
+        first = ids[int(np.flatnonzero(bad)[0])]
+        raise VirnucproError(
+            f"backend {backend.describe()} produced NaN/inf for {int(bad.sum())} sequence(s), first {first!r}; "
+            "try --precision fp32"
+        )
+    return array
+
+
+def compute_part(embedder: Embedder, backend: Backend, task: PartTask, progress: Callable[[int], None]) -> None:
+    """Embed one part and write its file (atomically); ``progress(n)`` reports sequences."""
+    from virnucpro_core.formats.hdf5 import Hdf5Writer
+
+    reported = 0
+
+    def on_progress(n: int) -> None:
+        nonlocal reported
+        reported += n
+        progress(n)
+
+    array = embedder.embed(list(task.sequences), progress=on_progress)
+    array = check_output(array, task.ids, embedder, backend)
+    with Hdf5Writer(task.path, part_meta(backend, embedder.dim, embedder.model_id)) as writer:
+        writer.write(list(task.ids), array)
+    if len(task.ids) > reported:
+        progress(len(task.ids) - reported)
+
+
+def assemble(parts_dir: Path, parts: int, out: Path, fmt: EmbeddingFormat, meta: EmbeddingMeta, total: int) -> int:
+    """Stream parts ``0..parts-1`` into ``out`` in input order; every record exactly once."""
+    from virnucpro_core.formats.hdf5 import Hdf5Reader
+
+    written = 0
+    with fmt.open_writer(out, meta) as writer:
+        for index in range(parts):
+            path = part_path(parts_dir, index)
+            if not path.exists():
+                raise VirnucproError(f"{path}: checkpoint part {index} is missing; run again with --resume to compute it")
+            with Hdf5Reader(path) as reader:
+                if reader.meta.dim != meta.dim:
+                    raise VirnucproError(f"{path}: part has width {reader.meta.dim}, the others {meta.dim}; use --force-resume")
+                for batch_ids, batch in reader.iter_batches():
+                    writer.write(batch_ids, batch)
+                    written += len(batch_ids)
+        if written != total:
+            raise VirnucproError(f"{out}: {written} rows in the parts for {total} input records; this is a bug, please report it")
+    return written
+
+
+def finished_parts(parts_dir: Path) -> list[Path]:
+    return sorted(Path(parts_dir).glob(PART_GLOB)) if Path(parts_dir).is_dir() else []

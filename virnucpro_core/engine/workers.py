@@ -1,0 +1,252 @@
+"""N devices: one spawned worker process per device, pulling parts until none are left.
+
+Workers start with the *spawn* method, so CUDA is initialised only inside them. Each
+gets a picklable :class:`WorkerSpec` (the backend *key*, options, its device), builds its
+embedder once from the key re-resolved through the registry in its own process (so any
+installed plugin works and nothing unpicklable crosses), then asks for parts. The main
+process is the queue: it hands the next part to whichever worker asks, so a faster
+device takes more parts. Each worker has its own pipe; a worker killed mid-message
+cannot corrupt a lock the others need.
+
+Fail-fast: a worker that raises reports the error and exits; one that dies without a
+word (kill -9, the OOM killer, a segfault) is seen through its process sentinel within
+a second. Either way the others are killed, finished parts stay for ``--resume``, and
+the run stops with one line naming the worker, its device, the records and the error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable, Iterable, Iterator
+
+from virnucpro_core.backends import Backend, EmbedderOptions
+from virnucpro_core.engine.failures import EngineRun, PartFailed, WorkerStats, death_summary, error_summary
+from virnucpro_core.engine.parts import PartTask, compute_part
+from virnucpro_core.engine.stop import signals_ignored
+from virnucpro_core.errors import VirnucproError
+from virnucpro_core.logs import FILE_ONLY
+
+log = logging.getLogger(__name__)
+
+#: how often the main process looks at its workers when no message arrives (seconds)
+POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs, all picklable: no backend object, no open file."""
+
+    worker: int  # 1-based, as messages name workers
+    device: str
+    backend_key: str
+    options: EmbedderOptions
+    threads: int | None
+    log_level: int = logging.WARNING
+
+    @property
+    def label(self) -> str:
+        return f"worker {self.worker} ({self.device})"
+
+
+# -- the worker process --------------------------------------------------------------
+
+
+def worker_main(spec: WorkerSpec, conn: Connection) -> None:
+    """Entry point of a worker process (module-level, so spawn can import it)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)  # the main process decides when to stop
+    logging.basicConfig(level=spec.log_level, format=f"%(asctime)s %(levelname)s [{spec.label}] %(message)s",
+                        datefmt="%H:%M:%S")
+    task: PartTask | None = None
+    try:
+        if spec.threads:
+            import torch
+
+            torch.set_num_threads(spec.threads)
+        from virnucpro_core.registry import get_registry
+
+        family, version = spec.backend_key.split("=", 1)
+        backend = get_registry().get_backend(family, version)
+        embedder = backend.factory(spec.options)
+        conn.send(("ready", embedder.dim, embedder.model_id))
+        try:
+            while True:
+                try:
+                    task = conn.recv()
+                except EOFError:  # the main process is gone
+                    return
+                if task is None:
+                    break
+                start = time.monotonic()
+                compute_part(embedder, backend, task, lambda n: conn.send(("progress", n)))
+                conn.send(("done", task.index, len(task.ids), time.monotonic() - start))
+                task = None
+        finally:
+            embedder.close()
+    except BaseException as exc:
+        records = task.records if task is not None else None
+        try:
+            conn.send(("failed", records, error_summary(exc), traceback.format_exc()))
+        except (OSError, EOFError):
+            pass
+        raise SystemExit(1) from None
+    conn.send(("exit",))
+
+
+# -- the main process ----------------------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    spec: WorkerSpec
+    process: Any
+    conn: Connection
+    task: PartTask | None = None
+    ready: bool = False
+    stopping: bool = False
+    dim: int | None = None
+    model: str | None = None
+    parts: int = 0
+    sequences: int = 0
+    busy_seconds: float = 0.0
+
+
+def run_workers(tasks: Iterable[PartTask], backend: Backend, options: EmbedderOptions, devices: tuple[str, ...], *,
+                threads: int | None, on_progress: Callable[[int], None], on_part: Callable[[PartTask], None],
+                log_level: int = logging.WARNING) -> EngineRun:
+    """Compute ``tasks`` on one worker process per device; see the module docstring."""
+    pending: Iterator[PartTask] = iter(tasks)
+    first = next(pending, None)
+    if first is None:
+        return EngineRun(None, None, 0)
+    queue = _Queue(first, pending)
+    ctx = multiprocessing.get_context("spawn")
+    workers: list[_Worker] = []
+    started = time.monotonic()
+    try:
+        with signals_ignored():
+            for number, device in enumerate(devices, start=1):
+                spec = WorkerSpec(number, device, backend.key, dataclasses.replace(options, device=device, show_progress=False),
+                                  threads, log_level)
+                parent, child = ctx.Pipe(duplex=True)
+                process = ctx.Process(target=worker_main, args=(spec, child), name=f"virnucpro-{spec.label}", daemon=True)
+                process.start()
+                child.close()
+                workers.append(_Worker(spec, process, parent))
+        log.info("started %d worker processes on %s", len(workers), ", ".join(devices))
+        _drive(workers, queue, on_progress, on_part, started)
+    finally:
+        _stop_all(workers)
+    dims = {w.dim for w in workers if w.dim is not None}
+    if len(dims) > 1:
+        raise VirnucproError(f"the workers loaded models of different widths ({sorted(dims)}); this is a bug, please report it")
+    stats = tuple(WorkerStats(w.spec.worker, w.spec.device, w.parts, w.sequences, w.busy_seconds) for w in workers)
+    for s in stats:
+        log.info("%s", s.line())
+    ready = next(w for w in workers if w.ready)
+    return EngineRun(ready.dim, ready.model, sum(s.parts for s in stats), stats)
+
+
+class _Queue:
+    """The parts not yet handed out, read lazily from the input."""
+
+    def __init__(self, first: PartTask, rest: Iterator[PartTask]) -> None:
+        self._next: PartTask | None = first
+        self._rest = rest
+
+    def pop(self) -> PartTask | None:
+        task, self._next = self._next, None
+        if task is None:
+            task = next(self._rest, None)
+        return task
+
+
+def _drive(workers: list[_Worker], queue: _Queue, on_progress: Callable[[int], None],
+           on_part: Callable[[PartTask], None], started: float) -> None:
+    live = {w.conn: w for w in workers}
+    by_sentinel = {w.process.sentinel: w for w in workers}
+    while live:
+        ready = wait(list(live) + [w.process.sentinel for w in live.values()], timeout=POLL_SECONDS)
+        # read every message first: a worker that reported an error and exited must be
+        # reported with its error, not as a death
+        for obj in ready:
+            if isinstance(obj, Connection) and obj in live:
+                worker = live[obj]
+                while worker.conn in live and _poll(worker.conn):
+                    try:
+                        message = worker.conn.recv()
+                    except (EOFError, OSError):
+                        break
+                    if _handle(worker, message, queue, on_progress, on_part, started):
+                        del live[worker.conn]
+        for obj in ready:
+            worker = by_sentinel.get(obj)
+            if worker is not None and worker.conn in live:
+                worker.process.join(timeout=1)
+                if not worker.stopping or worker.process.exitcode != 0:
+                    raise _died(worker)
+                del live[worker.conn]
+
+
+def _poll(conn: Connection) -> bool:
+    try:
+        return conn.poll()
+    except (EOFError, OSError):
+        return False
+
+
+def _handle(worker: _Worker, message: tuple, queue: _Queue, on_progress: Callable[[int], None],
+            on_part: Callable[[PartTask], None], started: float) -> bool:
+    """Act on one message; ``True`` when the worker has finished cleanly."""
+    kind = message[0]
+    if kind == "progress":
+        on_progress(message[1])
+        return False
+    if kind == "failed":
+        records, summary, details = message[1], message[2], message[3]
+        where = f"failed on records {records}" if records else "failed before its first part (loading the model)"
+        log.error("%s %s:\n%s", worker.spec.label, where, details, extra=FILE_ONLY)
+        raise PartFailed(f"{worker.spec.label} {where}: {summary}", details)
+    if kind == "exit":
+        return True
+    if kind == "ready":
+        worker.ready, worker.dim, worker.model = True, message[1], message[2]
+        log.debug("%s ready after %.1f s", worker.spec.label, time.monotonic() - started)
+    elif kind == "done":
+        assert worker.task is not None and worker.task.index == message[1], "a worker reported a part it was not given"
+        worker.parts += 1
+        worker.sequences += message[2]
+        worker.busy_seconds += message[3]
+        on_part(worker.task)
+        worker.task = None
+    worker.task = queue.pop()
+    if worker.task is None:
+        worker.stopping = True
+    worker.conn.send(worker.task)
+    return False
+
+
+def _died(worker: _Worker) -> PartFailed:
+    where = f"on records {worker.task.records}" if worker.task is not None else "before its first part"
+    message = f"{worker.spec.label} {death_summary(worker.process.exitcode)} {where}"
+    if worker.spec.device.startswith("cuda"):
+        message += "; if it ran out of memory, lower --batch-tokens/--batch-size"
+    log.error("%s", message, extra=FILE_ONLY)
+    return PartFailed(message)
+
+
+def _stop_all(workers: list[_Worker]) -> None:
+    """Kill what still runs (a finished part is on disk; an unfinished one is lost anyway)."""
+    for w in workers:
+        if w.process.is_alive():
+            w.process.kill()
+    for w in workers:
+        w.process.join(timeout=10)
+        w.conn.close()
