@@ -140,7 +140,7 @@ def embed_fasta(
             bar.close()
     except RunInterrupted as exc:
         total_parts = plan.parts if plan is not None else "?"
-        raise exc.with_progress(f"{done_parts} of {total_parts} {backend.modality} embedding parts done") from None
+        raise exc.with_progress(f"{done_parts} of {total_parts} parts done ({backend.key})") from None
     except BaseException:
         if not finished_parts(parts_dir):
             shutil.rmtree(parts_dir, ignore_errors=True)  # nothing computed: nothing may block a retry

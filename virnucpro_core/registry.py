@@ -29,6 +29,9 @@ from virnucpro_core.formats.base import EmbeddingFormat
 log = logging.getLogger(__name__)
 
 STRICT_ENV = "VIRNUCPRO_STRICT_PLUGINS"
+#: comma-separated importable module names registered as plugins without packaging (plugin
+#: development and tests); read in every process, so spawned workers and torchrun ranks see them too
+PLUGINS_ENV = "VIRNUCPRO_PLUGINS"
 
 #: First-party distributions, so an error can say what to install.
 KNOWN_PACKAGES: dict[tuple[str, str], str] = {
@@ -131,6 +134,19 @@ class Registry:
                 self._problem(info, f"failed to import {ep.value}: {type(exc).__name__}: {exc}")
                 continue
             self.add_plugin(plugin, info)
+
+    def load_modules(self, names: Iterable[str]) -> None:
+        """Import and register plugin modules by name (``$VIRNUCPRO_PLUGINS``), one by one."""
+        import importlib
+
+        for name in names:
+            info = PluginInfo(name=name, package=f"{PLUGINS_ENV}:{name}", package_version="")
+            try:
+                module = importlib.import_module(name)
+            except Exception as exc:
+                self._problem(info, f"failed to import {name} (named in ${PLUGINS_ENV}): {type(exc).__name__}: {exc}")
+                continue
+            self.add_plugin(module, info)
 
     # -- calling hooks -------------------------------------------------------------
 
@@ -308,6 +324,8 @@ def load_registry(
 
         registry.add_plugin(builtin_plugins, PluginInfo("builtin", "virnucpro", __version__))
     registry.load_entry_points(entry_points)
+    if entry_points is None:
+        registry.load_modules(m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip())
     for plugin, info in plugins:
         registry.add_plugin(plugin, info)
     return registry

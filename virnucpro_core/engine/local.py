@@ -27,13 +27,20 @@ def run_local(tasks: Iterable[PartTask], backend: Backend, options: EmbedderOpti
     embedder: Embedder | None = None
     computed = sequences = 0
     start = time.monotonic()
-    label = where or options.device
+    label = where or f"embedding on {options.device}"
     try:
         for task in tasks:
             if embedder is None:
                 log.info("loading %s (model %s) on %s, %s", backend.describe(), options.model or backend.default_model,
                          options.device, options.precision)
-                embedder = backend.factory(options)
+                try:
+                    embedder = backend.factory(options)
+                except VirnucproError:
+                    raise
+                except Exception as exc:
+                    details = traceback.format_exc()
+                    log.debug("loading the model failed:\n%s", details, extra=FILE_ONLY)
+                    raise PartFailed(f"{label} failed while loading the model: {error_summary(exc)}", details) from None
             try:
                 compute_part(embedder, backend, task, on_progress)
             except VirnucproError:
