@@ -130,7 +130,8 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
     rate = result.sequences / result.seconds if result.seconds > 0 else 0.0
     resumed = f", {result.parts_reused} part(s) resumed" if result.parts_reused else ""
     if shard is not None:
-        click.echo(f"shard {shard}: {result.parts_computed + result.parts_reused} part(s) of {result.sequences} sequences -> {output} "
+        mine = sum(1 for p in range(result.plan.parts) if p % shard.count == shard.index)
+        click.echo(f"shard {shard}: {mine} of {result.plan.parts} parts ({result.sequences} sequences in all) -> {output} "
                    f"(dim {result.dim}, model {result.model}{resumed}); join the shards with `virnucpro aggregate`")
         return
     click.echo(f"{result.sequences} sequences -> {output} ({fmt.name}, dim {result.dim}, model {result.model}; "

@@ -28,6 +28,7 @@ from virnucpro_core.engine.config import DistContext
 from virnucpro_core.engine.failures import EngineRun, PartFailed, WorkerStats, error_summary
 from virnucpro_core.engine.parts import PartTask, iter_tasks
 from virnucpro_core.errors import ConfigError, VirnucproError
+from virnucpro_core.logs import FILE_ONLY
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def _compute(ctx: DistContext, job: RankJob, backend: Backend, on_progress: Call
         return RankOutcome(ctx.rank, device, None, None, 0, 0, 0.0, error=f"rank {ctx.rank} ({device}): {exc}"
                            if not str(exc).startswith(f"rank {ctx.rank} ") else str(exc))
     except Exception as exc:
-        log.debug("rank %d failed", ctx.rank, exc_info=True)
+        log.debug("rank %d failed", ctx.rank, exc_info=True, extra=FILE_ONLY)
         return RankOutcome(ctx.rank, device, None, None, 0, 0, 0.0, error=f"rank {ctx.rank} ({device}): {error_summary(exc)}")
     stats = run.stats[0] if run.stats else WorkerStats(ctx.rank, device, 0, 0, 0.0)
     return RankOutcome(ctx.rank, device, run.dim, run.model, stats.parts, stats.sequences, stats.seconds)
@@ -150,9 +151,20 @@ def release(ctx: DistContext) -> None:
 def follow(ctx: DistContext) -> None:
     """Ranks other than 0: compute the share of every job rank 0 sends, until it says stop.
 
-    An error is sent to rank 0 (which stops the job with it) and then raised here, so
-    this rank exits non-zero too.
+    An error is sent to rank 0 (which stops the job with it), and this rank exits
+    non-zero too.
     """
+    from virnucpro_core.engine.stop import RunInterrupted
+
+    try:
+        _follow(ctx)
+    except RunInterrupted as exc:
+        # torchrun stops the other ranks with SIGTERM when one fails, and SLURM signals every
+        # rank: rank 0 prints what happened and how to continue, the others leave quietly
+        raise SystemExit(exc.exit_code) from None
+
+
+def _follow(ctx: DistContext) -> None:
     import torch.distributed as dist
 
     from virnucpro_core.registry import get_registry
@@ -178,5 +190,6 @@ def follow(ctx: DistContext) -> None:
         else:
             outcome = _compute(ctx, job, backend, lambda n: None, lambda task: None)
         dist.gather_object(outcome, None, dst=0)
-        if outcome.error:
-            raise PartFailed(outcome.error)
+        if outcome.error:  # rank 0 prints it as the job's one line; this rank exits non-zero quietly
+            log.debug("%s", outcome.error, extra=FILE_ONLY)
+            raise SystemExit(1)
