@@ -6,9 +6,6 @@ result file). Real processes throughout; tiny random models in the real on-disk 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,6 @@ import pytest
 from virnucpro_core.registry import load_registry
 
 DATA = Path(__file__).parent / "data"
-SUPPORT = Path(__file__).parent / "support"
 LAMBDA = DATA / "genomes" / "lambda_NC_001416.fa.gz"
 RESULTS = ("prediction_results.txt", "prediction_results_highestscore.csv", "sequence_summary.tsv", "viral_sequences.fa",
            "embeddings/nucleotide.h5", "embeddings/protein.h5")
@@ -24,24 +20,6 @@ _installed = {b.key for b in load_registry().list_backends()}
 needs_plugins = pytest.mark.skipif(not {"esm2=v1", "dnabert=v1", "kmer=v1"} <= _installed,
                                    reason="needs the first-party plugins and virnucpro-kmer (pip install -r requirements-dev.txt)")
 pytestmark = needs_plugins
-
-
-def env(**extra: str) -> dict[str, str]:
-    out = dict(os.environ)
-    out["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), *filter(None, [out.get("PYTHONPATH")])])
-    out["VIRNUCPRO_PLUGINS"] = "virnucpro_probe"
-    out.update(extra)
-    return out
-
-
-def virnucpro(*args: str, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "virnucpro_core", *args], capture_output=True, text=True, env=env(**extra),
-                          timeout=600)
-
-
-def torchrun(*args: str, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           "-m", "virnucpro_core", *args], capture_output=True, text=True, env=env(**extra), timeout=600)
 
 
 def assert_same_results(run: Path, reference: Path) -> None:
@@ -53,16 +31,16 @@ PREDICT = ("--checkpoint-every", "10", "--threads", "1", "-q")
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory, tiny_models) -> Path:
+def single(tmp_path_factory, tiny_models, cli) -> Path:
     out = tmp_path_factory.mktemp("single") / "run"
-    result = virnucpro("predict", str(LAMBDA), "-o", str(out), "--models-dir", str(tiny_models), "--device", "cpu", *PREDICT)
+    result = cli.run("predict", str(LAMBDA), "-o", str(out), "--models-dir", str(tiny_models), "--device", "cpu", *PREDICT)
     assert result.returncode == 0, result.stderr
     return out
 
 
-def test_predict_on_two_cpu_workers_is_identical_to_one_process(single, tiny_models, tmp_path):
+def test_predict_on_two_cpu_workers_is_identical_to_one_process(single, tiny_models, tmp_path, cli):
     out = tmp_path / "workers"
-    result = virnucpro("predict", str(LAMBDA), "-o", str(out), "--models-dir", str(tiny_models), "--devices", "cpu,cpu", *PREDICT)
+    result = cli.run("predict", str(LAMBDA), "-o", str(out), "--models-dir", str(tiny_models), "--devices", "cpu,cpu", *PREDICT)
     assert result.returncode == 0, result.stderr
     assert_same_results(out, single)
     manifest = json.loads((out / "run.json").read_text())
@@ -71,26 +49,26 @@ def test_predict_on_two_cpu_workers_is_identical_to_one_process(single, tiny_mod
     assert sum(w["sequences"] for w in workers.values()) == manifest["counts"]["prepare"]["frames"]
 
 
-def test_predict_under_torchrun_with_two_cpu_ranks_is_identical(single, tiny_models, tmp_path):
+def test_predict_under_torchrun_with_two_cpu_ranks_is_identical(single, tiny_models, tmp_path, cli):
     out = tmp_path / "ranks"
-    result = torchrun("predict", str(LAMBDA), "-o", str(out), "--models-dir", str(tiny_models), "--device", "cpu", *PREDICT)
+    result = cli.torchrun("predict", str(LAMBDA), "-o", str(out), "--models-dir", str(tiny_models), "--device", "cpu", *PREDICT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert_same_results(out, single)
     assert result.stdout.count("frames scored") == 1  # rank 0 reports; the other rank exits quietly
     assert json.loads((out / "run.json").read_text())["status"] == "done"
 
 
-def test_predict_shards_and_aggregate_give_the_single_run(single, tiny_models, tmp_path):
+def test_predict_shards_and_aggregate_give_the_single_run(single, tiny_models, tmp_path, cli):
     shards = [tmp_path / f"shard{i}" for i in range(2)]
     for i, shard in enumerate(shards):
-        result = virnucpro("predict", str(LAMBDA), "-o", str(shard), "--models-dir", str(tiny_models), "--device", "cpu",
+        result = cli.run("predict", str(LAMBDA), "-o", str(shard), "--models-dir", str(tiny_models), "--device", "cpu",
                            "--shard", f"{i}/2", *PREDICT)
         assert result.returncode == 0, result.stderr
         assert not (shard / "prediction_results.txt").exists()
         held = json.loads((shard / "shard.json").read_text())["stages"]["embed_protein"]["parts"]
         assert held == [p for p in range(5) if p % 2 == i]
     out = tmp_path / "joined"
-    result = virnucpro("aggregate", *map(str, shards), "-o", str(out), "-q")
+    result = cli.run("aggregate", *map(str, shards), "-o", str(out), "-q")
     assert result.returncode == 0, result.stderr
     assert_same_results(out, single)
     manifest = json.loads((out / "run.json").read_text())
@@ -98,39 +76,32 @@ def test_predict_shards_and_aggregate_give_the_single_run(single, tiny_models, t
 
 
 @pytest.fixture(scope="module")
-def reads(tmp_path_factory) -> Path:
-    import random
-
-    rng = random.Random(9)
-    path = tmp_path_factory.mktemp("reads") / "reads.fa"
-    with open(path, "w") as out:
-        for i in range(1, 151):
-            seq = "ACGTNNNNNNACGT" if i == 95 else "".join(rng.choice("ACGT") for _ in range(rng.randint(30, 300)))
-            out.write(f">r{i}\n{seq}\n")
-    return path
+def reads(tmp_path_factory, reads_factory) -> Path:
+    """150 records (8 parts of 20); record 95, in part 4, holds the marker PROBE_FAIL looks for."""
+    return reads_factory(tmp_path_factory.mktemp("reads") / "reads.fa", 150, marked=95, seed=9)
 
 
 EMBED = ("--backend", "kmer=v1", "--checkpoint-every", "20", "--threads", "1", "-q", "--device", "cpu")
 
 
 @pytest.fixture(scope="module")
-def single_embed(reads, tmp_path_factory) -> Path:
+def single_embed(reads, tmp_path_factory, cli) -> Path:
     out = tmp_path_factory.mktemp("embed") / "one.h5"
-    result = virnucpro("embed", str(reads), "-o", str(out), *EMBED)
+    result = cli.run("embed", str(reads), "-o", str(out), *EMBED)
     assert result.returncode == 0, result.stderr
     return out
 
 
-def test_embed_under_torchrun_with_two_cpu_ranks_is_identical(reads, single_embed, tmp_path):
+def test_embed_under_torchrun_with_two_cpu_ranks_is_identical(reads, single_embed, tmp_path, cli):
     out = tmp_path / "ranks.h5"
-    result = torchrun("embed", str(reads), "-o", str(out), *EMBED)
+    result = cli.torchrun("embed", str(reads), "-o", str(out), *EMBED)
     assert result.returncode == 0, result.stdout + result.stderr
     assert out.read_bytes() == single_embed.read_bytes()
 
 
-def test_a_failing_rank_fails_the_job_with_its_error(reads, tmp_path):
+def test_a_failing_rank_fails_the_job_with_its_error(reads, tmp_path, cli):
     out = tmp_path / "fail.h5"
-    result = torchrun("embed", str(reads), "-o", str(out), "--backend", "probe=v1", "--checkpoint-every", "20", "-q",
+    result = cli.torchrun("embed", str(reads), "-o", str(out), "--backend", "probe=v1", "--checkpoint-every", "20", "-q",
                       "--device", "cpu", PROBE_FAIL="NNNNNN")
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
@@ -140,25 +111,25 @@ def test_a_failing_rank_fails_the_job_with_its_error(reads, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def embed_shards(reads, tmp_path_factory) -> list[Path]:
+def embed_shards(reads, tmp_path_factory, cli) -> list[Path]:
     root = tmp_path_factory.mktemp("shards")
     shards = []
     for i in range(3):
-        result = virnucpro("embed", str(reads), "-o", str(root / f"s{i}"), "--shard", f"{i}/3", *EMBED)
+        result = cli.run("embed", str(reads), "-o", str(root / f"s{i}"), "--shard", f"{i}/3", *EMBED)
         assert result.returncode == 0, result.stderr
         shards.append(root / f"s{i}")
     return shards
 
 
-def test_embed_shards_and_aggregate_give_the_single_file(embed_shards, single_embed, tmp_path):
+def test_embed_shards_and_aggregate_give_the_single_file(embed_shards, single_embed, tmp_path, cli):
     out = tmp_path / "joined.h5"
-    result = virnucpro("aggregate", *map(str, reversed(embed_shards)), "-o", str(out))
+    result = cli.run("aggregate", *map(str, reversed(embed_shards)), "-o", str(out))
     assert result.returncode == 0, result.stderr
     assert out.read_bytes() == single_embed.read_bytes()
     assert result.stdout.strip() == f"150 sequences from 3 shards -> {out} (hdf5)"
 
 
-def test_aggregate_refuses_missing_duplicate_and_mismatched_shards(embed_shards, reads, tmp_path):
+def test_aggregate_refuses_missing_duplicate_and_mismatched_shards(embed_shards, reads, tmp_path, cli):
     s0, s1, s2 = map(str, embed_shards)
     out = tmp_path / "never.h5"
     cases = {
@@ -166,19 +137,19 @@ def test_aggregate_refuses_missing_duplicate_and_mismatched_shards(embed_shards,
         (s0, s1, s1, s2): f"Error: {s1} and {s1} are both shard 1/3; give each shard once",
     }
     other = tmp_path / "other"
-    made = virnucpro("embed", str(reads), "-o", str(other), "--shard", "1/3", *EMBED[:-2], "--max-length", "100", "--device", "cpu")
+    made = cli.run("embed", str(reads), "-o", str(other), "--shard", "1/3", *EMBED[:-2], "--max-length", "100", "--device", "cpu")
     assert made.returncode == 0, made.stderr
     cases[(s0, str(other), s2)] = f"Error: {other}: shard made with other settings than {s0} (differs: max_length); give the shards of one job"
     cases[(s0, s1, str(tmp_path))] = f"Error: {tmp_path}: not a finished shard (no shard.json; it is still running or failed; rerun that shard with --resume)"
     for args, message in cases.items():
-        result = virnucpro("aggregate", *args, "-o", str(out))
+        result = cli.run("aggregate", *args, "-o", str(out))
         assert result.returncode == 1 and result.stderr.strip() == message, result.stderr
         assert not out.exists()
     gone = embed_shards[1] / "parts" / "part-000004.h5"
     moved = gone.with_name("moved.h5")
     gone.rename(moved)
     try:
-        result = virnucpro("aggregate", s0, s1, s2, "-o", str(out))
+        result = cli.run("aggregate", s0, s1, s2, "-o", str(out))
         assert result.stderr.strip() == f"Error: {s1}: part 4 of embed is missing; rerun that shard with --resume"
         assert result.returncode == 1 and not out.exists()
     finally:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,26 +18,7 @@ import pytest
 
 from virnucpro_core.registry import load_registry
 
-SUPPORT = Path(__file__).parent / "support"
 _installed = {b.key for b in load_registry().list_backends()}
-
-
-def env(**extra: str) -> dict[str, str]:
-    out = dict(os.environ)
-    out["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), *filter(None, [out.get("PYTHONPATH")])])
-    out["VIRNUCPRO_PLUGINS"] = "virnucpro_probe"
-    out.update(extra)
-    return out
-
-
-def virnucpro(*args: str, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "virnucpro_core", *args], capture_output=True, text=True,
-                          env=env(**extra), timeout=300)
-
-
-def start(*args: str, **extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "virnucpro_core", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env(**extra))
 
 
 def wait_for(condition, timeout: float = 120.0, what: str = "condition") -> None:
@@ -59,37 +38,29 @@ def error_lines(stderr: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def reads(tmp_path_factory) -> Path:
+def reads(tmp_path_factory, reads_factory) -> Path:
     """240 nucleotide records (12 parts of 20); record 57 holds the marker PROBE_FAIL looks for."""
-    import random
-
-    rng = random.Random(6)
-    path = tmp_path_factory.mktemp("reads") / "reads.fa"
-    with open(path, "w") as out:
-        for i in range(1, 241):
-            seq = "ACGTNNNNNNACGT" if i == 57 else "".join(rng.choice("ACGT") for _ in range(rng.randint(30, 300)))
-            out.write(f">read{i} sample\n{seq}\n")
-    return path
+    return reads_factory(tmp_path_factory.mktemp("reads") / "reads.fa", 240, marked=57, seed=6)
 
 
 @pytest.fixture(scope="module")
-def reference(reads, tmp_path_factory) -> Path:
+def reference(reads, tmp_path_factory, cli) -> Path:
     """One process, no interruption: what every other run must reproduce byte for byte."""
     out = tmp_path_factory.mktemp("ref") / "ref.h5"
-    result = virnucpro("embed", str(reads), "--backend", "probe=v1", "-o", str(out), "--checkpoint-every", "20", "-q",
+    result = cli.run("embed", str(reads), "--backend", "probe=v1", "-o", str(out), "--checkpoint-every", "20", "-q",
                        "--device", "cpu")
     assert result.returncode == 0, result.stderr
     return out
 
 
 @pytest.mark.skipif("kmer=v1" not in _installed, reason="needs virnucpro-kmer (pip install -e examples/virnucpro-kmer)")
-def test_two_cpu_workers_give_the_bytes_of_one_process(reads, tmp_path):
+def test_two_cpu_workers_give_the_bytes_of_one_process(reads, tmp_path, cli):
     one, two = tmp_path / "one.h5", tmp_path / "two.h5"
     common = ["--backend", "kmer=v1", "--checkpoint-every", "20", "--threads", "1", "-q"]
-    first = virnucpro("embed", str(reads), "-o", str(one), "--device", "cpu", *common)
+    first = cli.run("embed", str(reads), "-o", str(one), "--device", "cpu", *common)
     assert first.returncode == 0, first.stderr
     log_file = tmp_path / "two.log"
-    second = virnucpro("embed", str(reads), "-o", str(two), "--devices", "cpu,cpu", "--log-file", str(log_file), *common)
+    second = cli.run("embed", str(reads), "-o", str(two), "--devices", "cpu,cpu", "--log-file", str(log_file), *common)
     assert second.returncode == 0, second.stderr
     assert two.read_bytes() == one.read_bytes()
     text = log_file.read_text()
@@ -99,11 +70,11 @@ def test_two_cpu_workers_give_the_bytes_of_one_process(reads, tmp_path):
     assert not (tmp_path / "two.h5.parts").exists()
 
 
-def test_a_killed_worker_stops_the_run_fast_and_resume_gives_the_same_bytes(reads, reference, tmp_path):
+def test_a_killed_worker_stops_the_run_fast_and_resume_gives_the_same_bytes(reads, reference, tmp_path, cli):
     out, pids = tmp_path / "k.h5", tmp_path / "pids"
     pids.mkdir()
     args = ["embed", str(reads), "--backend", "probe=v1", "-o", str(out), "--checkpoint-every", "20", "-q", "--devices", "cpu,cpu"]
-    proc = start(*args, PROBE_DELAY="0.4", PROBE_PID_DIR=str(pids))
+    proc = cli.start(*args, PROBE_DELAY="0.4", PROBE_PID_DIR=str(pids))
     parts = tmp_path / "k.h5.parts"
     wait_for(lambda: len(list(pids.iterdir())) == 2 and len(parts_in(parts)) >= 1 or proc.poll() is not None, what="a finished part")
     assert proc.poll() is None, proc.communicate()
@@ -121,7 +92,7 @@ def test_a_killed_worker_stops_the_run_fast_and_resume_gives_the_same_bytes(read
     assert 1 <= len(kept) < 12
     for pid in pids.iterdir():  # the other worker was stopped too
         wait_for(lambda: not _alive(int(pid.name)), timeout=10, what=f"worker {pid.name} to stop")
-    resumed = virnucpro(*args, "--resume")
+    resumed = cli.run(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert out.read_bytes() == reference.read_bytes()
     assert f"{len(kept)} part(s) resumed" in resumed.stdout
@@ -143,10 +114,10 @@ def _alive(pid: int) -> bool:
     ("cpu,cpu", signal.SIGTERM, 143),
     ("cpu,cpu", signal.SIGINT, 130),
 ])
-def test_a_stop_signal_keeps_finished_parts_and_prints_the_resume_command(reads, reference, tmp_path, devices, signum, code):
+def test_a_stop_signal_keeps_finished_parts_and_prints_the_resume_command(reads, reference, tmp_path, devices, signum, code, cli):
     out = tmp_path / "s.h5"
     args = ["embed", str(reads), "--backend", "probe=v1", "-o", str(out), "--checkpoint-every", "20", "-q", "--devices", devices]
-    proc = start(*args, PROBE_DELAY="0.4")
+    proc = cli.start(*args, PROBE_DELAY="0.4")
     parts = tmp_path / "s.h5.parts"
     wait_for(lambda: len(parts_in(parts)) >= 2 or proc.poll() is not None, what="two finished parts")
     assert proc.poll() is None, proc.communicate()
@@ -158,17 +129,17 @@ def test_a_stop_signal_keeps_finished_parts_and_prints_the_resume_command(reads,
     expected = "virnucpro " + " ".join(args) + " --resume"
     assert line == f"interrupted: {done} of 12 parts done (probe=v1); continue with: {expected}"
     assert "Traceback" not in stderr and not out.exists()
-    resumed = virnucpro(*args, "--resume")
+    resumed = cli.run(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert out.read_bytes() == reference.read_bytes()
 
 
 @pytest.mark.parametrize("devices, where", [("cpu,cpu", r"worker [12] \(cpu\)"), ("cpu", "embedding on cpu")])
-def test_a_backend_that_raises_on_one_part_gives_one_line(reads, tmp_path, devices, where):
+def test_a_backend_that_raises_on_one_part_gives_one_line(reads, tmp_path, devices, where, cli):
     import re
 
     out, log_file = tmp_path / "f.h5", tmp_path / "f.log"
-    result = virnucpro("embed", str(reads), "--backend", "probe=v1", "-o", str(out), "--checkpoint-every", "20", "-q",
+    result = cli.run("embed", str(reads), "--backend", "probe=v1", "-o", str(out), "--checkpoint-every", "20", "-q",
                        "--devices", devices, "--log-file", str(log_file), PROBE_FAIL="NNNNNN")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -178,19 +149,19 @@ def test_a_backend_that_raises_on_one_part_gives_one_line(reads, tmp_path, devic
     assert not out.exists()
 
 
-def test_a_failed_model_load_leaves_nothing_that_blocks_a_retry(reads, reference, tmp_path):
+def test_a_failed_model_load_leaves_nothing_that_blocks_a_retry(reads, reference, tmp_path, cli):
     out = tmp_path / "l.h5"
     args = ["embed", str(reads), "--backend", "probe=v1", "-o", str(out), "--checkpoint-every", "20", "-q"]
-    failed = virnucpro(*args, PROBE_FAIL_LOAD="cannot read the weights")
+    failed = cli.run(*args, PROBE_FAIL_LOAD="cannot read the weights")
     assert failed.returncode == 1
     assert error_lines(failed.stderr) == ["Error: embedding on cpu failed while loading the model: RuntimeError: cannot read the weights"]
     assert not (tmp_path / "l.h5.parts").exists()
-    retry = virnucpro(*args)
+    retry = cli.run(*args)
     assert retry.returncode == 0, retry.stderr
     assert out.read_bytes() == reference.read_bytes()
 
 
-def test_embed_takes_the_lock_and_removes_stale_temporaries(reads, reference, tmp_path):
+def test_embed_takes_the_lock_and_removes_stale_temporaries(reads, reference, tmp_path, cli):
     out = tmp_path / "t.h5"
     args = ["embed", str(reads), "--backend", "probe=v1", "-o", str(out), "--checkpoint-every", "20", "-q"]
     lock = tmp_path / ".t.h5.lock"
@@ -198,14 +169,14 @@ def test_embed_takes_the_lock_and_removes_stale_temporaries(reads, reference, tm
     import socket
 
     lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": "now"}))
-    locked = virnucpro(*args)
+    locked = cli.run(*args)
     assert locked.returncode == 1 and f"in use by process {os.getpid()}" in locked.stderr
     lock.unlink()
     stale = [tmp_path / ".t.h5.x1y2.part", tmp_path / "t.h5.parts" / ".part-000003.h5.ab12.part"]
     stale[1].parent.mkdir()
     for path in stale:
         path.write_bytes(b"half a file of a killed run")
-    result = virnucpro(*args)
+    result = cli.run(*args)
     assert result.returncode == 0, result.stderr
     assert not any(p.exists() for p in stale) and not lock.exists()
     assert out.read_bytes() == reference.read_bytes()

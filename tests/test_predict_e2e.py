@@ -277,6 +277,14 @@ def test_embed_resume_refuses_checkpoints_of_another_model(tmp_path, tiny_models
     identity = {"input": describe_input(faa), "backend": "esm2=v1", "package_version": "0.1.0",
                 "model": str(tiny_models / tiny["esm2"]), "revision": None, "precision": "fp32", "max_length": None}
     _check_parts_identity(parts, identity, 10)
+    # ... and one finished part (a parts folder without any part holds nothing to resume and is discarded)
+    import numpy as np
+
+    from virnucpro_core.formats.base import EmbeddingMeta
+    from virnucpro_core.formats.hdf5 import Hdf5Writer
+
+    with Hdf5Writer(parts / "part-000000.h5", EmbeddingMeta(dim=32, modality="protein", model="tiny")) as writer:
+        writer.write([f"p{i}" for i in range(10)], np.zeros((10, 32), dtype=np.float32))
     result = CliRunner().invoke(cli, ["embed", str(faa), "--backend", "esm2=v1", "--model", str(other), "-o", str(out),
                                       "--resume", "-q", "--device", "cpu"])
     assert result.exit_code == 2

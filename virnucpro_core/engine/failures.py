@@ -50,10 +50,13 @@ class WorkerStats:
     parts: int
     sequences: int
     seconds: float
+    #: from starting the process to its model being loaded (0 for this process)
+    startup_seconds: float = 0.0
 
     def line(self) -> str:
         rate = self.sequences / self.seconds if self.seconds > 0 else 0.0
-        return f"worker {self.worker} ({self.device}): {self.parts} part(s), {self.sequences} sequences, {rate:.1f} seq/s"
+        return (f"worker {self.worker} ({self.device}): {self.parts} part(s), {self.sequences} sequences, {rate:.1f} seq/s, "
+                f"ready after {self.startup_seconds:.1f} s")
 
 
 @dataclass(frozen=True)

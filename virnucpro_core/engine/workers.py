@@ -66,10 +66,13 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
                         datefmt="%H:%M:%S")
     task: PartTask | None = None
     try:
-        if spec.threads:
+        if spec.threads or spec.device.startswith("cuda"):
             import torch
 
-            torch.set_num_threads(spec.threads)
+            if spec.threads:
+                torch.set_num_threads(spec.threads)
+            if spec.device.startswith("cuda"):
+                torch.cuda.set_device(spec.device)  # bind: anything implicit lands on the device named too
         from virnucpro_core.registry import get_registry
 
         family, version = spec.backend_key.split("=", 1)
@@ -116,6 +119,7 @@ class _Worker:
     parts: int = 0
     sequences: int = 0
     busy_seconds: float = 0.0
+    startup_seconds: float = 0.0
 
 
 def run_workers(tasks: Iterable[PartTask], backend: Backend, options: EmbedderOptions, devices: tuple[str, ...], *,
@@ -147,7 +151,8 @@ def run_workers(tasks: Iterable[PartTask], backend: Backend, options: EmbedderOp
     dims = {w.dim for w in workers if w.dim is not None}
     if len(dims) > 1:
         raise VirnucproError(f"the workers loaded models of different widths ({sorted(dims)}); this is a bug, please report it")
-    stats = tuple(WorkerStats(w.spec.worker, w.spec.device, w.parts, w.sequences, w.busy_seconds) for w in workers)
+    stats = tuple(WorkerStats(w.spec.worker, w.spec.device, w.parts, w.sequences, w.busy_seconds, w.startup_seconds)
+                  for w in workers)
     for s in stats:
         log.info("%s", s.line())
     ready = next(w for w in workers if w.ready)
@@ -218,7 +223,7 @@ def _handle(worker: _Worker, message: tuple, queue: _Queue, on_progress: Callabl
         return True
     if kind == "ready":
         worker.ready, worker.dim, worker.model = True, message[1], message[2]
-        log.debug("%s ready after %.1f s", worker.spec.label, time.monotonic() - started)
+        worker.startup_seconds = time.monotonic() - started
     elif kind == "done":
         assert worker.task is not None and worker.task.index == message[1], "a worker reported a part it was not given"
         worker.parts += 1
@@ -229,7 +234,11 @@ def _handle(worker: _Worker, message: tuple, queue: _Queue, on_progress: Callabl
     worker.task = queue.pop()
     if worker.task is None:
         worker.stopping = True
-    worker.conn.send(worker.task)
+    try:
+        worker.conn.send(worker.task)
+    except OSError:  # it died between asking and receiving
+        worker.process.join(timeout=5)
+        raise _died(worker) from None
     return False
 
 
