@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Embeddings file to write (.h5 for HDF5, .pt for the original layout).")
 @click.option("--backend", "backend_spec", required=True, metavar="FAMILY[=VERSION]", help="e.g. esm2=v1, dnabert=v1, or just esm2 for the newest available (see `virnucpro backends`).")
-@click.option("--model", default=None, help="Model name or local path [the backend's default, e.g. esm2_t36_3B_UR50D].")
+@click.option("--model", default=None, help="Model name or local path [the models directory's, else the backend's default, e.g. esm2_t36_3B_UR50D].")
+@click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path), envvar="VIRNUCPRO_MODELS", default=None, help="Directory from `virnucpro models download` (or init-tiny): its ESM-2 or DNABERT-S model, as for predict [env VIRNUCPRO_MODELS].")
 @click.option("--revision", default=None, help="Pin the model revision (Hugging Face commit) for backends that load from the hub.")
 @click.option("--format", "format_name", default=None, help="Output format [from the file suffix; hdf5 for .h5]. See `virnucpro backends --all`.")
 @click.option("--max-length", type=click.IntRange(min=1), default=None, help="Residues/bases pooled per sequence [backend default; esm2: 1024 like the original].")
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 @click.option("--force-resume", is_flag=True, help="Discard OUTPUT and its checkpoint parts and start over.")
 @device_options
 @logging_options
-def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, revision: str | None, format_name: str | None, max_length: int | None,
+def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, models_dir: Path | None, revision: str | None, format_name: str | None, max_length: int | None,
           checkpoint_every: int | None, config_file: Path | None, resume: bool, force_resume: bool, device: str,
           precision: str | None, batch_tokens: int | None, batch_size: int | None, threads: int | None, verbose: int, quiet: bool,
           log_file: Path | None) -> None:
@@ -42,9 +43,11 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
       virnucpro embed prep/x_identified_protein.faa --backend esm2=v1 -o protein.h5
       virnucpro embed prep/x_identified_nucleotide.fa --backend dnabert -o nucleotide.h5 --device cuda:1
       virnucpro embed proteins.faa --backend esm2=v1 --model esm2_t33_650M_UR50D -o p.pt
+      virnucpro embed proteins.faa --backend esm2=v1 --models-dir ~/virnucpro-models -o p.h5
     """
     from virnucpro_core.embedding import embed_fasta
     from virnucpro_core.errors import ConfigError
+    from virnucpro_core.pipeline import batch_identity, label_tiny
     from virnucpro_core.logs import setup_logging
     from virnucpro_core.registry import get_registry
     from virnucpro_core.commands.common import runtime_from_options
@@ -64,6 +67,15 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
         from virnucpro_core.errors import BackendError
 
         raise BackendError(f"backend {backend.describe()} cannot run here: {reason}; choose another with --backend (see `virnucpro backends`)")
+    tiny = False
+    if model is None:
+        from virnucpro_core.modelset import model_from_models_dir
+
+        model, tiny = model_from_models_dir(backend.family, models_dir)
+    if tiny:
+        from virnucpro_core.pipeline import TINY_WARNING
+
+        log.warning(TINY_WARNING)
     fmt = registry.format_for_path(output, format_name)
     parts = output.with_name(output.name + ".parts")
     if force_resume:
@@ -80,7 +92,10 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
                          checkpoint_every=runtime.checkpoint_every, resume=runtime.resume, progress=not quiet,
                          identity={"input": describe_input(input_path), "backend": backend.key,
                                    "package_version": backend.package_version, "model": model, "revision": revision,
-                                   "precision": runtime.precision, "max_length": max_length})
+                                   "precision": runtime.precision, "max_length": max_length,
+                                   **batch_identity(options)})
+    if tiny:
+        label_tiny(output, fmt.name)
     rate = result.sequences / result.seconds if result.seconds > 0 else 0.0
     click.echo(f"{result.sequences} sequences -> {output} ({fmt.name}, dim {result.dim}, model {result.model}; "
                f"{rate:.1f} seq/s" + (f", {result.parts_reused} part(s) resumed" if result.parts_reused else "") + ")")
