@@ -371,6 +371,15 @@ def test_init_tiny_writes_a_consistent_set_and_warns_loudly(tmp_path):
         2, f"Error: {target / 'models.json'} already exists: choose another directory or pass --force\n")
 
 
+def test_init_tiny_writes_every_file_with_the_same_permissions(tmp_path):
+    from virnucpro_core.atomic import default_file_mode
+
+    target = tmp_path / "tiny"
+    assert run("models", "init-tiny", str(target)).exit_code == 0
+    modes = {p.relative_to(target).as_posix(): oct(p.stat().st_mode & 0o777) for p in target.rglob("*") if p.is_file()}
+    assert len(modes) >= 8 and set(modes.values()) == {oct(default_file_mode())}, modes
+
+
 def test_list_shows_what_is_missing(tmp_path):
     (tmp_path / "mlp").mkdir()
     (tmp_path / "mlp" / "500_model.pth").write_bytes(b"x")

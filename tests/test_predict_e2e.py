@@ -481,3 +481,22 @@ def test_log_file_holds_stages_and_the_summary(tmp_path, tiny_models):
         assert f"stage {stage}: started" in text and f"stage {stage}: done in" in text
     assert "1 sequences (48502 bp) -> 98 chunks -> 45 stop-free frames" in text
     assert result.output.count("1 sequences (48502 bp)") == 1  # echoed once, not logged to the terminal too
+
+
+def test_dnabert_by_hub_id_loads_the_pinned_revision_by_default(tmp_path, tiny_models, monkeypatch):
+    from virnucpro_core import modelset
+    from virnucpro_core.testing import write_original_mlp
+
+    monkeypatch.setattr(modelset, "DNABERT_S_REVISION", "0123abc")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("VIRNUCPRO_MODELS", raising=False)
+    tiny = json.loads((tiny_models / "models.json").read_text())
+    mlp = write_original_mlp(tmp_path / "500_model.pth", input_dim=768 + 32, hidden_dim=4, seed=1)
+    lam = str(DATA / "genomes" / "lambda_NC_001416.fa.gz")
+    result = CliRunner().invoke(cli, ["predict", lam, "-o", str(tmp_path / "o"), "--esm-model", str(tiny_models / tiny["esm2"]),
+                                      "--mlp", str(mlp), "-q"])
+    assert result.exit_code == 1
+    assert "DNABERT-S model 'zhihan1996/DNABERT-S' at revision 0123abc is not in the Hugging Face cache" in result.output
+    identity = json.loads((tmp_path / "o" / "run.json").read_text())["identity"]
+    assert identity["models"]["nucleotide"] == {"name": "zhihan1996/DNABERT-S", "revision": "0123abc"}

@@ -181,7 +181,11 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig) -> PredictSumma
         "protein": request.esm_model or (models.esm2 if backends["protein"].family == "esm2" else None),
         "nucleotide": request.dnabert_model or (models.dnabert if backends["nucleotide"].family == "dnabert" else None),
     }
-    revision_for = {"protein": None, "nucleotide": request.dnabert_revision}
+    from virnucpro_core import modelset
+
+    # DNABERT-S by hub id loads the pinned revision unless one is asked for (none while the pin is unset)
+    pinned = modelset.DNABERT_S_REVISION if model_for["nucleotide"] == modelset.DEFAULT_DNABERT else None
+    revision_for = {"protein": None, "nucleotide": request.dnabert_revision or pinned}
     mlp = load_mlp(models.mlp)  # a bad MLP must stop the run before hours of embedding, not after
     explicit = {"protein": request.esm_model, "nucleotide": request.dnabert_model}
     width = {modality: known_width(backends[modality], model_for[modality],
