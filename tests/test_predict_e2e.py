@@ -500,3 +500,20 @@ def test_dnabert_by_hub_id_loads_the_pinned_revision_by_default(tmp_path, tiny_m
     assert "DNABERT-S model 'zhihan1996/DNABERT-S' at revision 0123abc is not in the Hugging Face cache" in result.output
     identity = json.loads((tmp_path / "o" / "run.json").read_text())["identity"]
     assert identity["models"]["nucleotide"] == {"name": "zhihan1996/DNABERT-S", "revision": "0123abc"}
+
+
+def test_model_type_cannot_change_on_resume_because_it_sets_the_chunk_size(tmp_path, tiny_models):
+    """What the README says: a resume with another --model-type is refused (the chunk size
+    changes); with --chunk-size kept, only classify and report are redone."""
+    lam = str(DATA / "genomes" / "lambda_NC_001416.fa.gz")
+    out = tmp_path / "out"
+    base = ["predict", lam, "-o", str(out), "--models-dir", str(tiny_models), "-q"]
+    assert CliRunner().invoke(cli, base).exit_code == 0
+    first = json.loads((out / "run.json").read_text())["stages"]
+    refused = CliRunner().invoke(cli, base + ["--resume", "--model-type", "300"])
+    assert refused.exit_code == 2
+    assert "holds a run with different settings (parameters.chunk_size: 500 -> 300)" in refused.output
+    kept = CliRunner().invoke(cli, base + ["--resume", "--model-type", "300", "--chunk-size", "500"])
+    assert kept.exit_code == 0, kept.output
+    second = json.loads((out / "run.json").read_text())["stages"]
+    assert [n for n in first if second[n]["attempt"] != first[n]["attempt"]] == ["classify", "report"]
