@@ -81,7 +81,7 @@ def test_chunks_sit_at_their_real_positions_and_height_is_the_margin_the_call_us
     fig = build_figure(rows, scores, chunk_size=500)
     host = fig.axes[0]
     assert host.get_title(loc="left") == "host_contig: others (3/9 scored chunks viral, 4800 bp)"
-    assert host.get_xlabel() == "position (kb)" and host.get_ylabel() == "virus − others"
+    assert host.get_xlabel() == "position (kb)" and host.get_ylabel() == "virus − others\n(best frame scores)"
     red = [(tuple(line.get_xdata()), line.get_ydata()[0]) for line in host.get_lines() if line.get_color() == VIRUS_COLOUR]
     # 4800 bp at 500: 10 chunks stepping by 479 (the original rule), the last one short;
     # prophage chunks: best virus 0.9 (F1) - best others 0.6 (R2)

@@ -68,7 +68,7 @@ MLP_GIT_BLOBS: dict[int, str] = {
 #: The DNABERT-S revision (Hugging Face commit) ``download`` fetches and ``predict`` loads
 #: by default. TO BE FILLED IN: no commit id of zhihan1996/DNABERT-S could be verified
 #: from here (no network), and an invented one would be worse than none. While it is
-#: ``None`` the hub's latest revision is used, with a warning, and ``models.json``
+#: ``None`` the hub's latest revision is used (``models download`` says so) and ``models.json``
 #: records what was fetched; set it (or pass ``--dnabert-revision``) to pin.
 DNABERT_S_REVISION: str | None = None
 
@@ -318,14 +318,14 @@ _FAMILY_MODELS = {"esm2": ("esm2", _esm2_in), "dnabert": ("dnabert", _dnabert_in
 
 def model_from_models_dir(family: str, models_dir: Path | None = None) -> tuple[str | None, bool]:
     """The model a models directory (or ``$VIRNUCPRO_MODELS``) holds for ``family``, and
-    whether the set is tiny; ``(None, False)`` without a directory or for a family the
-    directory does not hold (the backend then uses its default). Used by ``embed``."""
+    whether it is a tiny random one; ``(None, False)`` without a directory or for a family
+    the directory does not hold (the backend then uses its default). Used by ``embed``."""
     root = Path(models_dir).expanduser() if models_dir is not None else models_dir_from_env()
     if root is None:
         return None, False
     layout = read_models_dir(root)
     if family not in _FAMILY_MODELS or getattr(layout, _FAMILY_MODELS[family][0]) is None:
-        return None, layout.tiny
+        return None, False  # the backend's own default, not one of the directory's models
     model, problem = _FAMILY_MODELS[family][1](layout)
     if problem:
         raise ModelError(f"{problem}: run `{layout.fetch_hint()}` or pass --model NAME|PATH")

@@ -341,7 +341,8 @@ def _download_into(directory: Path, previous: dict, model_types: tuple[int, ...]
         dest = directory / item.relpath
         if dest.is_file() and not force:
             click.echo(f"{item.role}: {dest} already present")
-            sha.setdefault(item.relpath, sha256_file(dest))
+            if item.relpath not in sha:  # keep a recorded checksum: `list --verify` then shows a changed file
+                sha[item.relpath] = sha256_file(dest)
         else:
             click.echo(f"{item.role}: downloading {item.url}")
             digests: list[str] = []

@@ -157,7 +157,7 @@ def build_figure(rows: list, scores: dict[str, list[ChunkScore]], *, chunk_size:
         ax.axhline(0.0, color="0.4", linestyle="--", linewidth=1)
         ax.set_ylim(-1.05, 1.05)
         ax.set_xlim(0, spans[-1][1] if spans else 1)
-        ax.set_ylabel("virus − others")
+        ax.set_ylabel("virus − others\n(best frame scores)", fontsize=9)
         if chunk_size:
             scale, unit = position_scale(row.length)
             ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos, scale=scale: f"{x / scale:g}"))
@@ -181,8 +181,6 @@ def build_figure(rows: list, scores: dict[str, list[ChunkScore]], *, chunk_size:
         Line2D([], [], color="0.4", linestyle="--", label="call boundary (margin 0)"),
     ]
     fig.legend(handles=handles, loc="outside lower center", fontsize=8, ncols=4, frameon=False)
-    fig.text(0.005, 0.995, "height: best virus score − best others score over the chunk's frames",
-             fontsize=8, color="0.3", va="top")
     return fig
 
 
