@@ -18,6 +18,7 @@ def restore_loggers(monkeypatch):
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
     setup_logging(0, True)
+    logging.captureWarnings(False)
 
 
 @pytest.mark.parametrize("quiet", [False, True])
@@ -43,3 +44,14 @@ def test_verbose_shows_the_libraries():
     setup_logging(1, False)
     assert not any(name in os.environ for name in QUIET_LIBRARY_ENV)
     assert logging.getLogger("transformers").level == logging.INFO
+
+
+def test_python_warnings_of_libraries_stay_off_the_console_unless_verbose(capsys):
+    import warnings
+
+    setup_logging(0, False)
+    warnings.warn("some library deprecation", FutureWarning)
+    assert "some library deprecation" not in capsys.readouterr().err
+    setup_logging(1, False)
+    warnings.warn("shown with -v", FutureWarning)
+    assert "shown with -v" in capsys.readouterr().err

@@ -40,7 +40,8 @@ def setup_logging(verbose: int = 0, quiet: bool = False, log_file: Path | None =
 
 
 #: Libraries whose warnings are not ours to show: loading notes, retries, deprecations.
-NOISY_LOGGERS = ("urllib3", "filelock", "h5py", "matplotlib", "transformers", "huggingface_hub", "PIL", "httpx")
+NOISY_LOGGERS = ("urllib3", "filelock", "h5py", "matplotlib", "transformers", "huggingface_hub", "PIL", "httpx",
+                 "py.warnings")
 #: Read by transformers and huggingface_hub when they are imported (after this runs: the
 #: CLI imports them lazily): their own stderr handlers and progress bars (the
 #: weight-loading bar, download bars) stay off the console.
@@ -56,6 +57,7 @@ def quiet_libraries(verbose: int) -> None:
     """Without ``-v``, library warnings and progress bars stay off the console (our own
     messages say what matters, once); with ``-v`` they are all shown. A variable the
     user set is left alone."""
+    logging.captureWarnings(True)  # Python warnings (deprecations in libraries) become the "py.warnings" logger
     if verbose:
         for name in NOISY_LOGGERS:
             logging.getLogger(name).setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
