@@ -27,7 +27,14 @@ def hf_cache(tmp_path, monkeypatch) -> Path:
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", REFUSED)
+    no_proxy(monkeypatch)
     return cache
+
+
+def no_proxy(monkeypatch) -> None:
+    """Loopback addresses are reached directly, not through a proxy the machine may set."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def cache_snapshot(cache: Path, repo_id: str, files: dict[str, str], commit: str = COMMIT) -> Path:
@@ -85,6 +92,7 @@ def test_any_http_answer_means_the_hub_is_reachable(monkeypatch):
         def log_message(self, *args):
             pass
 
+    no_proxy(monkeypatch)
     server = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

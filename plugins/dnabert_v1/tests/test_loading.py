@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -72,19 +71,34 @@ REFUSED = "http://127.0.0.1:9"
 
 def offline_env(tmp_path, **extra: str) -> dict[str, str]:
     """This process's environment with an empty Hugging Face home and the hub unreachable."""
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE")}
+    dropped = {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE"}  # and proxies: loopback is reached directly
+    env = {k: v for k, v in os.environ.items() if k not in dropped and not k.lower().endswith("_proxy")}
     env.update(HF_HOME=str(tmp_path / "hf-home"), HF_ENDPOINT=REFUSED, **extra)
     return env
+
+
+#: The command run in a subprocess after its heavy imports, timed from there: the time is the
+#: command's own (registry, probe, error), not interpreter start-up on a busy machine.
+TIMED_CLI = """
+import sys, time
+import torch, transformers, huggingface_hub
+from virnucpro_core.cli import main
+sys.argv = ["virnucpro", *sys.argv[1:]]
+start = time.monotonic()
+try:
+    main()
+finally:
+    print(f"{time.monotonic() - start:.3f}")
+"""
 
 
 def embed_by_hub_id(tmp_path, env: dict[str, str], *flags: str) -> tuple[subprocess.CompletedProcess, float]:
     fasta = tmp_path / "n.fa"
     fasta.write_text(">a\nACGTACGTAGCTAGCTAGCATCGATCGAT\n")
-    start = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "virnucpro_core", "embed", str(fasta), "--backend", "dnabert=v1",
+    done = subprocess.run([sys.executable, "-c", TIMED_CLI, "embed", str(fasta), "--backend", "dnabert=v1",
                            "--model", "zhihan1996/DNABERT-S", "-o", str(tmp_path / "n.h5"), "--device", "cpu", *flags],
                           capture_output=True, text=True, env=env, timeout=300)
-    return done, time.monotonic() - start
+    return done, float(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("quiet", [True, False])
@@ -101,8 +115,8 @@ def test_an_unreachable_hub_fails_within_seconds_with_one_message(tmp_path, quie
         assert len(lines) == 1, done.stderr
     assert not any("Retry" in line or "thrown while requesting" in line for line in lines), done.stderr
     assert "Traceback" not in done.stderr
-    # the retries alone sleep 1+2+4+8+8 s per file; start-up is a few seconds even on a busy machine
-    assert seconds < 20, f"{seconds:.1f} s"
+    # the libraries' retries alone sleep 1+2+4+8+8 s per file
+    assert seconds < 10, f"{seconds:.1f} s"
     assert not (tmp_path / "n.h5").exists()
 
 
@@ -113,7 +127,7 @@ def test_hf_hub_offline_fails_at_once_with_one_message(tmp_path):
         f"Error: DNABERT-S model 'zhihan1996/DNABERT-S' is not in the Hugging Face cache ({tmp_path / 'hf-home' / 'hub'}) "
         f"and downloads are off (HF_HUB_OFFLINE is set); {HINT}, or give the path of a local model folder\n"
     )
-    assert seconds < 20, f"{seconds:.1f} s"
+    assert seconds < 10, f"{seconds:.1f} s"
 
 
 def test_a_cached_hub_id_loads_without_touching_the_network(tiny_dir, tmp_path, monkeypatch):
