@@ -517,3 +517,24 @@ def test_model_type_cannot_change_on_resume_because_it_sets_the_chunk_size(tmp_p
     assert kept.exit_code == 0, kept.output
     second = json.loads((out / "run.json").read_text())["stages"]
     assert [n for n in first if second[n]["attempt"] != first[n]["attempt"]] == ["classify", "report"]
+
+
+def test_embed_resume_with_other_batches_is_refused(tmp_path, tiny_models):
+    from virnucpro_core.embedding import _check_parts_identity
+    from virnucpro_core.rundir import describe_input
+
+    faa = tmp_path / "p.faa"
+    faa.write_text("".join(f">p{i}\n{'MKV' * (5 + i % 7)}\n" for i in range(30)))
+    model = str(tiny_models / json.loads((tiny_models / "models.json").read_text())["esm2"])
+    parts = tmp_path / "p.h5.parts"
+    parts.mkdir()
+    # checkpoints left by an interrupted `embed ... --batch-tokens 512`
+    identity = {"input": describe_input(faa), "backend": "esm2=v1", "package_version": "0.1.0", "model": model,
+                "revision": None, "precision": "fp32", "max_length": None, "batch_tokens": 512, "batch_size": None}
+    _check_parts_identity(parts, identity, 10)
+    args = ["embed", str(faa), "--backend", "esm2=v1", "--model", model, "-o", str(tmp_path / "p.h5"), "--resume", "-q",
+            "--device", "cpu"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert "the checkpoints were made with other settings (changed: batch_tokens); use --force-resume" in result.output
+    assert CliRunner().invoke(cli, args + ["--batch-tokens", "512"]).exit_code == 0
