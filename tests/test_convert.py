@@ -143,3 +143,15 @@ def test_hdf5_to_hdf5_conversion_streams_in_batches(tmp_path):
         for (ids_a, rows_a), (ids_b, rows_b) in zip(a.iter_batches(50_000), b.iter_batches(50_000)):
             assert ids_a == ids_b and np.array_equal(rows_a, rows_b)
     assert os.path.getsize(tmp_path / "copy.h5") > data_bytes
+
+
+def test_an_existing_output_is_refused_unless_force(tmp_path):
+    make_h5(tmp_path / "in.h5", 4)
+    (tmp_path / "out.pt").write_bytes(b"precious")
+    result = run(tmp_path / "in.h5", tmp_path / "out.pt")
+    assert result.exit_code == 2
+    assert result.output == f"Error: {tmp_path / 'out.pt'} exists; choose another OUT or pass --force to replace it\n"
+    assert (tmp_path / "out.pt").read_bytes() == b"precious"
+    forced = run(tmp_path / "in.h5", tmp_path / "out.pt", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert torch.load(tmp_path / "out.pt", weights_only=True)["proteins"] == [f"read_{i}_chunk_1F1" for i in range(4)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -15,11 +16,14 @@ from click.testing import CliRunner
 
 from virnucpro_core.classifier import load_mlp, score
 from virnucpro_core.cli import cli
+from virnucpro_core import modelset
+from virnucpro_core.checksum import git_blob_sha1
 from virnucpro_core.modelset import ESM2_REGRESSION_URL, ESM2_URL, MODELS_ENV, resolve_model_set, sha256_file
 from virnucpro_core.testing.mlp import OriginalMLP, write_original_mlps
 
-MLP_300_URL = "https://raw.githubusercontent.com/Li-Jing-1997/VirNucPro/main/300_model.pth"
-MLP_500_URL = "https://raw.githubusercontent.com/Li-Jing-1997/VirNucPro/main/500_model.pth"
+COMMIT = "0f93f2755a7ea1acd3ff1bcf182892f960ef3326"  # Li-Jing-1997/VirNucPro, 2025-04-01 (git log of the original)
+MLP_300_URL = f"https://raw.githubusercontent.com/Li-Jing-1997/VirNucPro/{COMMIT}/300_model.pth"
+MLP_500_URL = f"https://raw.githubusercontent.com/Li-Jing-1997/VirNucPro/{COMMIT}/500_model.pth"
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +95,7 @@ def offline(url, dst, hash_prefix=None, progress=True):
 def test_download_offline_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     target = tmp_path / "models"
-    result = run("models", "download", "--dir", str(target), "-q")
+    result = run("models", "download", "--models-dir", str(target), "-q")
     assert result.exit_code == 1
     dest = target / "esm2" / "esm2_t36_3B_UR50D.pt"
     assert result.stderr == (
@@ -118,7 +122,7 @@ def test_an_interrupted_download_leaves_no_partial_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", half)
     target = tmp_path / "models"
-    result = run("models", "download", "--dir", str(target), "--skip-dnabert")
+    result = run("models", "download", "--models-dir", str(target), "--skip-dnabert")
     assert result.exit_code == 1
     assert "Connection reset by peer; check network access" in result.stderr
     assert files_under(tmp_path) == []
@@ -146,13 +150,16 @@ def fake_network(original, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", download)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    # the local stand-ins take the place of the published MLPs, pins included
+    blob = git_blob_sha1(original["mlp"])
+    monkeypatch.setattr(modelset, "MLP_GIT_BLOBS", {300: blob, 500: blob})
     return payloads, fetched
 
 
 def test_download_lays_out_the_set_records_checksums_and_resumes(tmp_path, fake_network):
     payloads, fetched = fake_network
     target = tmp_path / "models"
-    result = run("models", "download", "--dir", str(target), "-q")
+    result = run("models", "download", "--models-dir", str(target), "-q")
     assert result.exit_code == 0, result.output
     assert files_under(target) == [
         "dnabert/DNABERT-S/bert_layers.py",
@@ -173,7 +180,7 @@ def test_download_lays_out_the_set_records_checksums_and_resumes(tmp_path, fake_
     assert (models.esm2, models.mlp, models.tiny) == (str(target / "esm2" / "esm2_t36_3B_UR50D.pt"), target / "mlp" / "500_model.pth", False)
 
     fetched.clear()
-    again = run("models", "download", "--dir", str(target), "-q")
+    again = run("models", "download", "--models-dir", str(target), "-q")
     assert again.exit_code == 0
     assert fetched == []  # everything was already there
     assert "MLP 500: " + str(target / "mlp" / "500_model.pth") + " already present" in again.output
@@ -188,7 +195,7 @@ def test_download_lays_out_the_set_records_checksums_and_resumes(tmp_path, fake_
     assert listing.exit_code == 1
     assert listing.stderr == (
         f"Error: {target}: dnabert/DNABERT-S (SHA-256 mismatch), mlp/300_model.pth (SHA-256 mismatch); "
-        f"re-run `virnucpro models download --dir {target}`\n"
+        f"re-run `virnucpro models download --models-dir {target}`\n"
     )
 
 
@@ -202,11 +209,12 @@ def test_download_skip_esm_leaves_esm_to_the_hub(tmp_path, fake_network, monkeyp
     assert resolve_model_set(500).esm2 == "esm2_t36_3B_UR50D"
 
 
-def test_a_downloaded_mlp_that_is_not_a_model_is_removed(tmp_path, fake_network):
+def test_a_downloaded_mlp_that_is_not_a_model_is_removed(tmp_path, fake_network, monkeypatch):
     payloads, fetched = fake_network
     payloads[MLP_500_URL] = b"version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n"
+    monkeypatch.setattr(modelset, "MLP_GIT_BLOBS", {})  # unpinned, so the content check is what stops it
     target = tmp_path / "models"
-    result = run("models", "download", "--dir", str(target), "--skip-esm", "--skip-dnabert")
+    result = run("models", "download", "--models-dir", str(target), "--skip-esm", "--skip-dnabert")
     assert result.exit_code == 1
     assert result.stderr.startswith(
         f"Error: the downloaded 500_model.pth is not a usable MLP and was removed: MLP file {target / 'mlp' / '500_model.pth'} "
@@ -216,20 +224,122 @@ def test_a_downloaded_mlp_that_is_not_a_model_is_removed(tmp_path, fake_network)
     assert not (target / "models.json").exists()
 
 
+def test_the_mlps_come_from_a_fixed_commit_with_the_git_ids_of_its_tree():
+    from virnucpro_core.commands.models import download_plan
+
+    plan = {item.relpath: item for item in download_plan((300, 500), esm=False, mlp=True)}
+    assert plan["mlp/300_model.pth"].url == MLP_300_URL and plan["mlp/500_model.pth"].url == MLP_500_URL
+    # `git ls-tree` of that commit in the original repository
+    assert plan["mlp/300_model.pth"].git_blob == "a0b5b85e7c1e44f00cde146d091beb82b2c8e855"
+    assert plan["mlp/500_model.pth"].git_blob == "fc35d5ef9f1f4564eea7036f34f4f8ec6000d33d"
+
+
+def test_git_blob_ids_are_computed_as_git_computes_them(tmp_path):
+    (tmp_path / "hello").write_bytes(b"hello\n")
+    assert git_blob_sha1(tmp_path / "hello") == "ce013625030ba8dba906f756967f9e9ca394464a"  # `git hash-object hello`
+
+
+def test_a_download_that_is_not_the_pinned_file_is_refused_and_nothing_is_kept(tmp_path, fake_network, monkeypatch):
+    payloads, fetched = fake_network
+    monkeypatch.setattr(modelset, "MLP_GIT_BLOBS", {500: "fc35d5ef9f1f4564eea7036f34f4f8ec6000d33d"})  # the real pin
+    target = tmp_path / "models"
+    result = run("models", "download", "--models-dir", str(target), "--skip-esm", "--skip-dnabert", "--model-type", "500")
+    assert result.exit_code == 1
+    got = git_blob_sha1(fake_network_file(tmp_path, payloads[MLP_500_URL]))
+    assert result.stderr == (
+        f"Error: {MLP_500_URL} did not give the pinned file (git object {got}, expected "
+        f"fc35d5ef9f1f4564eea7036f34f4f8ec6000d33d at commit {COMMIT} of Li-Jing-1997/VirNucPro); nothing was kept: "
+        "check the URL or network proxy, or fetch the file from that commit yourself\n"
+    )
+    assert files_under(tmp_path / "models") == []
+
+
+def fake_network_file(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / "served"
+    path.write_bytes(data)
+    return path
+
+
+def test_a_re_download_with_another_checksum_is_an_error_and_keeps_the_first_file(tmp_path, fake_network, monkeypatch):
+    payloads, fetched = fake_network
+    target = tmp_path / "models"
+    args = ["models", "download", "--models-dir", str(target), "-q"]
+    assert run(*args).exit_code == 0
+    first = json.loads((target / "models.json").read_text())
+    kept = (target / "esm2" / "esm2_t36_3B_UR50D.pt").read_bytes()
+    payloads[ESM2_URL] = b"other esm2 weights"  # the source changed (ESM-2 has no pin, but a record)
+    result = run(*args, "--force")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"Error: {ESM2_URL} gave a file with SHA-256 {hashlib.sha256(b'other esm2 weights').hexdigest()}, but models.json "
+        f"records {first['sha256']['esm2/esm2_t36_3B_UR50D.pt']} from the first download of esm2/esm2_t36_3B_UR50D.pt; "
+        "the source changed or the download is corrupt, so the file was not replaced"
+    )
+    assert (target / "esm2" / "esm2_t36_3B_UR50D.pt").read_bytes() == kept
+    assert json.loads((target / "models.json").read_text()) == first
+    payloads[ESM2_URL] = b"esm2 weights"  # the same bytes again: a forced re-download is fine
+    assert run(*args, "--force").exit_code == 0
+
+
+def test_a_re_download_of_the_same_dnabert_revision_must_give_the_same_files(tmp_path, fake_network, monkeypatch):
+    payloads, fetched = fake_network
+    target = tmp_path / "models"
+    args = ["models", "download", "--models-dir", str(target), "--skip-esm", "--skip-mlp", "--dnabert-revision", "abc123"]
+    first = run(*args)
+    assert first.exit_code == 0, first.output
+    doc = json.loads((target / "models.json").read_text())
+    assert doc["revisions"] == {"dnabert/DNABERT-S": "abc123"}
+    assert doc["sources"]["dnabert/DNABERT-S"] == "https://huggingface.co/zhihan1996/DNABERT-S/tree/abc123"
+    import huggingface_hub
+
+    original_snapshot = huggingface_hub.snapshot_download
+
+    def changed(repo_id, revision=None, local_dir=None, **kwargs):
+        original_snapshot(repo_id, revision, local_dir)
+        (Path(local_dir) / "bert_layers.py").write_text("# changed upstream\n")
+        return local_dir
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", changed)
+    result = run(*args, "--force")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "Error: the DNABERT-S snapshot differs from the one recorded in models.json for the same revision "
+        "(dnabert/DNABERT-S/bert_layers.py); "
+    )
+    assert (target / "dnabert" / "DNABERT-S" / "bert_layers.py").read_text() == "# remote code\n"
+    assert not (target / "dnabert" / ".DNABERT-S.partial").exists()
+    other = run("models", "download", "--models-dir", str(target), "--skip-esm", "--skip-mlp", "--dnabert-revision",
+                "def456", "--force")
+    assert other.exit_code == 0, other.output  # another revision may differ
+    assert json.loads((target / "models.json").read_text())["revisions"] == {"dnabert/DNABERT-S": "def456"}
+
+
+def test_an_unpinned_dnabert_download_says_so(tmp_path, fake_network, monkeypatch):
+    monkeypatch.setattr(modelset, "DNABERT_S_REVISION", None)
+    result = run("models", "download", "--models-dir", str(tmp_path / "m"), "--skip-esm", "--skip-mlp")
+    assert result.exit_code == 0
+    assert "DNABERT-S: no revision pinned (--dnabert-revision, or DNABERT_S_REVISION in virnucpro_core/modelset.py); " \
+           "fetching the hub's latest\n" in result.stderr
+    monkeypatch.setattr(modelset, "DNABERT_S_REVISION", "0123abc")
+    result = run("models", "download", "--models-dir", str(tmp_path / "n"), "--skip-esm", "--skip-mlp")
+    assert result.exit_code == 0 and "no revision pinned" not in result.stderr
+    assert json.loads((tmp_path / "n" / "models.json").read_text())["revisions"] == {"dnabert/DNABERT-S": "0123abc"}
+
+
 def test_download_needs_a_directory_and_refuses_a_tiny_one(tmp_path):
     result = run("models", "download")
-    assert (result.exit_code, result.stderr) == (2, f"Error: no models directory: pass --dir DIR or set {MODELS_ENV}\n")
+    assert (result.exit_code, result.stderr) == (2, f"Error: no models directory: pass --models-dir DIR or set {MODELS_ENV}\n")
     (tmp_path / "models.json").write_text('{"kind": "tiny"}')
-    result = run("models", "download", "--dir", str(tmp_path))
+    result = run("models", "download", "--models-dir", str(tmp_path))
     assert result.exit_code == 2
-    assert result.stderr == f"Error: {tmp_path} holds a tiny random model set: download the real models to another --dir\n"
+    assert result.stderr == f"Error: {tmp_path} holds a tiny random model set: download the real models to another --models-dir\n"
 
 
 def test_download_without_huggingface_hub_says_what_to_install(tmp_path, fake_network, monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails
-    result = run("models", "download", "--dir", str(tmp_path / "m"), "--skip-esm", "--skip-mlp")
+    result = run("models", "download", "--models-dir", str(tmp_path / "m"), "--skip-esm", "--skip-mlp")
     assert result.exit_code == 1
     assert result.stderr == (
         "Error: huggingface_hub is not installed, so DNABERT-S cannot be fetched: pip install huggingface_hub "
@@ -261,14 +371,28 @@ def test_init_tiny_writes_a_consistent_set_and_warns_loudly(tmp_path):
         2, f"Error: {target / 'models.json'} already exists: choose another directory or pass --force\n")
 
 
+def test_init_tiny_writes_every_file_with_the_same_permissions(tmp_path):
+    from virnucpro_core.atomic import default_file_mode
+
+    target = tmp_path / "tiny"
+    assert run("models", "init-tiny", str(target)).exit_code == 0
+    modes = {p.relative_to(target).as_posix(): oct(p.stat().st_mode & 0o777) for p in target.rglob("*") if p.is_file()}
+    assert len(modes) >= 8 and set(modes.values()) == {oct(default_file_mode())}, modes
+
+
 def test_list_shows_what_is_missing(tmp_path):
     (tmp_path / "mlp").mkdir()
     (tmp_path / "mlp" / "500_model.pth").write_bytes(b"x")
     result = run("models", "list", "--models-dir", str(tmp_path), "--json")
-    assert result.exit_code == 0
-    doc = json.loads(result.output)
+    assert result.exit_code == 1  # the default set needs every file listed
+    doc = json.loads(result.stdout)
     assert (doc["kind"], doc["models_json"]) == ("real", False)
     assert {f["role"]: f["present"] for f in doc["files"]} == {
         "esm2": False, "esm2 contact regression": False, "dnabert": False, "mlp 300": False, "mlp 500": True}
-    text = run("models", "list", "--models-dir", str(tmp_path)).output
-    assert "MISSING" in text and "mlp/500_model.pth" in text
+    text = run("models", "list", "--models-dir", str(tmp_path))
+    assert text.exit_code == 1
+    assert "MISSING" in text.stdout and "mlp/500_model.pth" in text.stdout
+    assert text.stderr == (
+        f"Error: {tmp_path}: esm2/esm2_t36_3B_UR50D.pt (missing), esm2/esm2_t36_3B_UR50D-contact-regression.pt (missing), "
+        f"dnabert/DNABERT-S (missing), mlp/300_model.pth (missing); re-run `virnucpro models download --models-dir {tmp_path}`\n"
+    )

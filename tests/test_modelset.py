@@ -83,7 +83,7 @@ def test_without_a_directory_esm_and_dnabert_are_hub_names_but_the_mlp_is_requir
     with pytest.raises(ModelError) as caught:
         resolve_model_set(500)
     assert str(caught.value) == (
-        "no MLP for --model-type 500: put 500_model.pth in DIR/mlp/ (virnucpro models download --dir DIR) "
+        "no MLP for --model-type 500: put 500_model.pth in DIR/mlp/ (virnucpro models download --models-dir DIR) "
         "or pass --mlp PATH"
     )
 
@@ -94,7 +94,7 @@ def test_a_missing_mlp_in_the_default_layout_names_the_folder(tmp_path):
         resolve_model_set(500, models_dir=root)
     assert str(caught.value) == (
         f"no MLP for --model-type 500: put 500_model.pth in {root / 'mlp'}/ "
-        f"(virnucpro models download --dir {root}) or pass --mlp PATH"
+        f"(virnucpro models download --models-dir {root}) or pass --mlp PATH"
     )
 
 
@@ -102,14 +102,14 @@ def test_a_missing_mlp_in_the_default_layout_names_the_folder(tmp_path):
     "missing, message",
     [
         ("esm2/esm2_t36_3B_UR50D.pt",
-         "ESM-2 weights {root}/esm2/esm2_t36_3B_UR50D.pt are missing: run `virnucpro models download --dir {root}` "
+         "ESM-2 weights {root}/esm2/esm2_t36_3B_UR50D.pt are missing: run `virnucpro models download --models-dir {root}` "
          "or pass --esm-model NAME|PATH"),
         ("esm2/esm2_t36_3B_UR50D-contact-regression.pt",
          "ESM-2 contact-regression weights {root}/esm2/esm2_t36_3B_UR50D-contact-regression.pt are missing (fair-esm "
-         "loads them from beside esm2_t36_3B_UR50D.pt): run `virnucpro models download --dir {root}` or pass "
+         "loads them from beside esm2_t36_3B_UR50D.pt): run `virnucpro models download --models-dir {root}` or pass "
          "--esm-model NAME|PATH"),
         ("dnabert/DNABERT-S/config.json",
-         "DNABERT-S folder {root}/dnabert/DNABERT-S has no config.json: run `virnucpro models download --dir {root}` "
+         "DNABERT-S folder {root}/dnabert/DNABERT-S has no config.json: run `virnucpro models download --models-dir {root}` "
          "or pass --dnabert-model NAME|PATH"),
     ],
 )
@@ -151,7 +151,7 @@ def test_a_file_listed_in_models_json_but_absent(tmp_path):
         resolve_model_set(500, models_dir=root)
     assert str(caught.value) == (
         f"MLP file {root / 'mlp' / '500_model.pth'} (listed in {root / 'models.json'}) is missing: put 500_model.pth "
-        f"there (virnucpro models download --dir {root}) or pass --mlp PATH"
+        f"there (virnucpro models download --models-dir {root}) or pass --mlp PATH"
     )
 
 
@@ -195,7 +195,7 @@ def test_a_missing_directory_and_missing_explicit_paths(tmp_path):
         resolve_model_set(300, models_dir=tmp_path / "nowhere")
     where = tmp_path / "nowhere"
     assert str(caught.value) == (
-        f"models directory {where} does not exist: create it with `virnucpro models download --dir {where}` "
+        f"models directory {where} does not exist: create it with `virnucpro models download --models-dir {where}` "
         f"(or `virnucpro models init-tiny {where}` for a smoke test)"
     )
     with pytest.raises(ModelError) as caught:
@@ -235,3 +235,17 @@ def test_inspect_reports_presence_and_verifies_checksums(tmp_path):
     (root / "mlp" / "300_model.pth").write_text("tampered")
     _, statuses = inspect_models_dir(root, verify=True)
     assert [s.sha256_ok for s in statuses if s.role == "mlp 300"] == [False]
+
+
+def test_an_empty_models_directory_names_every_missing_piece_in_one_line(tmp_path):
+    root = tmp_path / "models"
+    root.mkdir()
+    with pytest.raises(ModelError) as caught:
+        resolve_model_set(500, models_dir=root)
+    assert str(caught.value) == (
+        f"3 model files are missing: ESM-2 weights {root}/esm2/esm2_t36_3B_UR50D.pt are missing; "
+        f"DNABERT-S folder {root}/dnabert/DNABERT-S is missing; "
+        f"no MLP for --model-type 500: put 500_model.pth in {root}/mlp/; "
+        f"run `virnucpro models download --models-dir {root}` or pass --esm-model NAME|PATH, "
+        "--dnabert-model NAME|PATH, --mlp PATH"
+    )

@@ -60,7 +60,7 @@ def test_plot_writes_a_png_into_the_run_directory(outdir):
 
 def test_plot_top_and_output_options(outdir, tmp_path):
     target = tmp_path / "top1.png"
-    result = invoke(outdir, "--top", "1", "-o", target, "--threshold", "0.8")
+    result = invoke(outdir, "--top", "1", "-o", target)
     assert result.exit_code == 0, result.output
     assert target.read_bytes()[:8] == PNG_MAGIC
     assert result.output == f"Wrote {target} (1 sequence)\n"
@@ -73,23 +73,57 @@ def test_top_sequences_rank_by_viral_chunks_then_best_score_and_skip_unscored(ou
     assert [r.sequence_id for r in select_top(outdir / "sequence_summary.tsv", 1)] == ["host_contig"]
 
 
-def test_chunks_sit_at_their_real_positions_and_height_is_the_best_virus_score(outdir):
+def test_chunks_sit_at_their_real_positions_and_height_is_the_margin_the_call_uses(outdir):
     rows = select_top(outdir / "sequence_summary.tsv", 2)
     scores = collect_chunk_scores(outdir / "prediction_results.txt", {r.sequence_id for r in rows})
     assert set(scores) == {"host_contig", "phage_read"}
     assert [c.index for c in scores["host_contig"]] == [1, 2, 3, 4, 5, 6, 7, 9, 10]
-    fig = build_figure(rows, scores, threshold=0.5, chunk_size=500)
+    fig = build_figure(rows, scores, chunk_size=500)
     host = fig.axes[0]
     assert host.get_title(loc="left") == "host_contig: others (3/9 scored chunks viral, 4800 bp)"
-    assert host.get_xlabel() == "position (bp)" and host.get_ylabel() == "best virus score"
+    assert host.get_xlabel() == "position (kb)" and host.get_ylabel() == "virus − others\n(best frame scores)"
     red = [(tuple(line.get_xdata()), line.get_ydata()[0]) for line in host.get_lines() if line.get_color() == VIRUS_COLOUR]
-    # 4800 bp at 500: 10 chunks stepping by 479 (the original rule), the last one short.
-    assert red == [((1437, 1937), pytest.approx(0.9)), ((1916, 2416), pytest.approx(0.9)), ((2395, 2895), pytest.approx(0.9))]
-    blue = [tuple(line.get_xdata()) for line in host.get_lines() if line.get_color() == OTHERS_COLOUR]
-    assert blue[-1] == (4311, 4800) and len(blue) == 6
-    threshold = [line for line in host.get_lines() if line.get_linestyle() == "--"]
-    assert len(threshold) == 1 and list(threshold[0].get_ydata()) == [0.5, 0.5]
+    # 4800 bp at 500: 10 chunks stepping by 479 (the original rule), the last one short;
+    # prophage chunks: best virus 0.9 (F1) - best others 0.6 (R2)
+    assert red == [((1437, 1937), pytest.approx(0.3)), ((1916, 2416), pytest.approx(0.3)), ((2395, 2895), pytest.approx(0.3))]
+    blue = [(tuple(line.get_xdata()), line.get_ydata()[0]) for line in host.get_lines() if line.get_color() == OTHERS_COLOUR]
+    assert blue[-1] == ((4311, 4800), pytest.approx(0.4 - 0.9)) and len(blue) == 6
+    boundary = [line for line in host.get_lines() if line.get_linestyle() == "--"]
+    assert len(boundary) == 1 and list(boundary[0].get_ydata()) == [0.0, 0.0]
     assert fig.axes[1].get_title(loc="left") == "phage_read: virus (1/1 scored chunks viral, 500 bp)"
+
+
+def test_the_side_of_the_line_is_the_call_even_where_a_virus_score_is_above_one_half(tmp_path):
+    """A chunk whose best virus frame scores 0.55 but whose best others frame scores 0.6 is
+    called others: it must be drawn below the line, in blue (a 0.5 line on the virus score
+    drew it above)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "sequences.tsv").write_text("id\tlength\tchunks\ncontig\t1000\t2\n")
+    frames = [("contig_chunk_1F1", 0.45, 0.55), ("contig_chunk_1R1", 0.6, 0.4),  # others, by 0.05
+              ("contig_chunk_2F2", 0.3, 0.7)]                                      # virus
+    with PredictionWriter(out / "prediction_results.txt") as writer:
+        writer.write([f[0] for f in frames], np.array([f[1:] for f in frames], dtype=np.float32))
+    write_sequence_summary(out / "sequences.tsv", out / "prediction_results.txt", out / "sequence_summary.tsv")
+    rows = select_top(out / "sequence_summary.tsv", 1)
+    scores = collect_chunk_scores(out / "prediction_results.txt", {"contig"})
+    assert [c.viral for c in scores["contig"]] == [False, True]
+    ax = build_figure(rows, scores, chunk_size=500).axes[0]
+    drawn = [(line.get_color(), line.get_ydata()[0]) for line in ax.get_lines() if line.get_linestyle() != "--"]
+    assert drawn == [(OTHERS_COLOUR, pytest.approx(-0.05)), (VIRUS_COLOUR, pytest.approx(0.4))]
+    assert all((height >= 0) == (colour == VIRUS_COLOUR) for colour, height in drawn)
+
+
+def test_positions_are_labelled_in_kb_or_mb():
+    from virnucpro_core.commands.plot import position_scale
+
+    assert position_scale(4800) == (1e3, "kb")
+    assert position_scale(999_999) == (1e3, "kb")
+    assert position_scale(4_600_000) == (1e6, "Mb")
+    row = _row("genome", 2_000_000, 4000)
+    ax = build_figure([row], {}, chunk_size=500).axes[0]
+    assert ax.get_xlabel() == "position (Mb)"
+    assert ax.xaxis.get_major_formatter()(1_500_000, 0) == "1.5"
 
 
 def test_positions_follow_the_original_chunk_rule():
@@ -107,7 +141,7 @@ def _row(sequence_id: str, length: int, chunks: int):
 def test_without_a_chunk_size_chunks_are_placed_by_number(outdir):
     (outdir / "run.json").unlink()
     rows = select_top(outdir / "sequence_summary.tsv", 1)
-    fig = build_figure(rows, collect_chunk_scores(outdir / "prediction_results.txt", {"host_contig"}), threshold=0.5, chunk_size=None)
+    fig = build_figure(rows, collect_chunk_scores(outdir / "prediction_results.txt", {"host_contig"}), chunk_size=None)
     assert fig.axes[0].get_xlabel() == "chunk"
     assert invoke(outdir).exit_code == 0
 

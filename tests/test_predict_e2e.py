@@ -212,10 +212,136 @@ def test_kmer_backend_cannot_feed_the_published_mlp(tmp_path, tiny_models, two_g
     result = CliRunner().invoke(cli, ["predict", str(two_genomes), "-o", str(tmp_path / "k"), "--backend", "kmer=v1",
                                       "--models-dir", str(tiny_models), "-q"])
     assert result.exit_code == 1
-    # caught after the cheap nucleotide stage, before hours of ESM-2
-    assert "the MLP expects 64 features but the embeddings give 256 nucleotide + protein" in result.output
-    stages = json.loads((tmp_path / "k" / "run.json").read_text())["stages"]
+    # kmer=v1 has no model to load, so its width is known up front: caught before any stage
+    assert (f"the MLP expects 64 features but the nucleotide embeddings (kmer=v1) alone give 256, leaving nothing "
+            "for the other modality") in result.output
+    assert not (tmp_path / "k").exists()
+
+
+def test_widths_of_default_models_are_checked_before_any_embedding_naming_both(tmp_path, two_genomes, monkeypatch):
+    """The published-size MLP (3328 inputs) with kmer=v1 (256) and the default ESM-2 3B (2560, known
+    without loading it): refused at once, no stage run, both widths named."""
+    if "kmer=v1" not in _installed:
+        pytest.skip("virnucpro-kmer not installed")
+    from virnucpro_core.testing import write_original_mlp
+
+    monkeypatch.delenv("VIRNUCPRO_MODELS", raising=False)
+    mlp = write_original_mlp(tmp_path / "500_model.pth", input_dim=3328, hidden_dim=4, seed=1)
+    result = CliRunner().invoke(cli, ["predict", str(two_genomes), "-o", str(tmp_path / "k"), "--backend", "kmer=v1",
+                                      "--mlp", str(mlp), "-q"])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: {mlp}: the MLP expects 3328 features but the embeddings give 256 nucleotide (kmer=v1) + 2560 protein "
+        "(esm2=v1) = 2816; use the MLP trained for these models (the published ones need DNABERT-S 768 + ESM-2 3B 2560 "
+        "= 3328)\n"
+    )
+    assert not (tmp_path / "k").exists()
+
+
+def test_a_width_known_only_after_loading_is_checked_after_the_nucleotide_stage(tmp_path, tiny_models, two_genomes):
+    """A tiny DNABERT (32 wide, known only once loaded) with an MLP too narrow for it:
+    stopped after the nucleotide stage, before the protein stage."""
+    from virnucpro_core.testing import write_original_mlp
+
+    mlp = write_original_mlp(tmp_path / "narrow.pth", input_dim=16, hidden_dim=4, seed=1)
+    lam = str(DATA / "genomes" / "lambda_NC_001416.fa.gz")
+    result = CliRunner().invoke(cli, ["predict", lam, "-o", str(tmp_path / "n"), "--models-dir", str(tiny_models),
+                                      "--mlp", str(mlp), "-q"])
+    assert result.exit_code == 1
+    assert ("the MLP expects 16 features but the nucleotide embeddings (dnabert=v1) alone give 32, leaving nothing for "
+            "the other modality") in result.output
+    stages = json.loads((tmp_path / "n" / "run.json").read_text())["stages"]
     assert stages["embed_nucleotide"]["status"] == "done" and "embed_protein" not in stages
+
+
+def test_run_json_records_the_loaded_widths_and_tiny_embeddings_say_so(run, tiny_models):
+    import h5py
+
+    from virnucpro_core.pipeline import TINY_WARNING
+
+    outdir, result = run
+    manifest = json.loads((outdir / "run.json").read_text())
+    # the registered widths (768/2560) are those of the default models, not of the tiny ones that ran
+    assert all("dim" not in entry for entry in manifest["identity"]["backends"].values())
+    assert {m: e["dim"] for m, e in manifest["backends"].items()} == {"nucleotide": 32, "protein": 32}
+    assert manifest["backends"]["protein"]["model"] == str(tiny_models / json.loads((tiny_models / "models.json").read_text())["esm2"])
+    for name in ("nucleotide.h5", "protein.h5"):
+        with h5py.File(outdir / "embeddings" / name, "r") as f:
+            assert f.attrs["warning"] == TINY_WARNING
+
+
+def test_classify_warns_for_tiny_models(run, tiny_models, tmp_path):
+    outdir, _ = run
+    emb = outdir / "embeddings"
+    result = CliRunner().invoke(cli, ["classify", "--nucleotide", str(emb / "nucleotide.h5"), "--protein", str(emb / "protein.h5"),
+                                      "--mlp", str(tiny_models / "mlp" / "500_model.pth"), "-o", str(tmp_path / "c"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1].startswith("WARNING: RANDOM TINY MODELS")
+    from virnucpro_core.commands.classify import tiny_warning
+    from virnucpro_core.testing import write_original_mlp
+
+    plain = write_original_mlp(tmp_path / "500_model.pth", input_dim=64, hidden_dim=4, seed=1)
+    assert tiny_warning(plain, emb / "nucleotide.h5").startswith("RANDOM TINY MODELS")  # the file says so
+    assert tiny_warning(plain, tmp_path / "x.pt") is None
+
+
+def test_resume_with_other_batches_is_refused_not_mixed(tmp_path, tiny_models):
+    """Parts made with one --batch-tokens are never completed with another."""
+    outdir = tmp_path / "out"
+    lam = str(DATA / "genomes" / "lambda_NC_001416.fa.gz")
+    script = f"""
+import sys
+import virnucpro_esm2_v1.embedder as e
+calls = {{"n": 0}}
+original = e.Esm2V1Embedder.embed
+def embed(self, seqs, progress=None):
+    calls["n"] += 1
+    if calls["n"] == 2:
+        raise KeyboardInterrupt("simulated interruption")
+    return original(self, seqs, progress)
+e.Esm2V1Embedder.embed = embed
+from virnucpro_core.cli import main
+sys.argv = ["virnucpro", "predict", {lam!r}, "-o", {str(outdir)!r}, "--models-dir", {str(tiny_models)!r},
+            "-q", "--checkpoint-every", "40"]
+main()
+"""
+    crashed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert crashed.returncode != 0
+    assert len(list((outdir / "checkpoints" / "protein").glob("part-*.h5"))) == 1
+    args = ["predict", lam, "-o", str(outdir), "--models-dir", str(tiny_models), "-q", "--resume"]
+    result = CliRunner().invoke(cli, args + ["--batch-tokens", "1024"])
+    assert result.exit_code == 2
+    assert "the checkpoints were made with other settings (changed: batch_tokens); use --force-resume" in result.output
+    assert CliRunner().invoke(cli, args).exit_code == 0  # the same settings resume
+
+
+def test_embed_takes_the_models_directory_like_predict(tmp_path, tiny_models, monkeypatch):
+    import h5py
+
+    tiny = json.loads((tiny_models / "models.json").read_text())
+    faa = tmp_path / "p.faa"
+    faa.write_text("".join(f">p{i}\n{'MKV' * (5 + i)}\n" for i in range(3)))
+    result = CliRunner().invoke(cli, ["embed", str(faa), "--backend", "esm2=v1", "-o", str(tmp_path / "a.h5"),
+                                      "--models-dir", str(tiny_models), "-q", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    with h5py.File(tmp_path / "a.h5", "r") as f:
+        assert f.attrs["model"] == str(tiny_models / tiny["esm2"]) and f.attrs["dim"] == 32
+        assert f.attrs["warning"].startswith("RANDOM TINY MODELS")
+    monkeypatch.setenv("VIRNUCPRO_MODELS", str(tiny_models))
+    result = CliRunner().invoke(cli, ["embed", str(faa), "--backend", "esm2=v1", "-o", str(tmp_path / "b.h5"), "-q",
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    with h5py.File(tmp_path / "b.h5", "r") as f:
+        assert f.attrs["model"] == str(tiny_models / tiny["esm2"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(cli, ["embed", str(faa), "--backend", "esm2=v1", "-o", str(tmp_path / "c.h5"),
+                                      "--models-dir", str(empty), "-q"])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: ESM-2 weights {empty}/esm2/esm2_t36_3B_UR50D.pt are missing: run `virnucpro models download "
+        f"--models-dir {empty}` or pass --model NAME|PATH\n"
+    )
 
 
 def test_resume_with_a_relative_outdir_skips_finished_stages(tmp_path, tiny_models, monkeypatch):
@@ -363,3 +489,60 @@ def test_log_file_holds_stages_and_the_summary(tmp_path, tiny_models):
         assert f"stage {stage}: started" in text and f"stage {stage}: done in" in text
     assert "1 sequences (48502 bp) -> 98 chunks -> 45 stop-free frames" in text
     assert result.output.count("1 sequences (48502 bp)") == 1  # echoed once, not logged to the terminal too
+
+
+def test_dnabert_by_hub_id_loads_the_pinned_revision_by_default(tmp_path, tiny_models, monkeypatch):
+    from virnucpro_core import modelset
+    from virnucpro_core.testing import write_original_mlp
+
+    monkeypatch.setattr(modelset, "DNABERT_S_REVISION", "0123abc")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("VIRNUCPRO_MODELS", raising=False)
+    tiny = json.loads((tiny_models / "models.json").read_text())
+    mlp = write_original_mlp(tmp_path / "500_model.pth", input_dim=768 + 32, hidden_dim=4, seed=1)
+    lam = str(DATA / "genomes" / "lambda_NC_001416.fa.gz")
+    result = CliRunner().invoke(cli, ["predict", lam, "-o", str(tmp_path / "o"), "--esm-model", str(tiny_models / tiny["esm2"]),
+                                      "--mlp", str(mlp), "-q"])
+    assert result.exit_code == 1
+    assert "DNABERT-S model 'zhihan1996/DNABERT-S' at revision 0123abc is not in the Hugging Face cache" in result.output
+    identity = json.loads((tmp_path / "o" / "run.json").read_text())["identity"]
+    assert identity["models"]["nucleotide"] == {"name": "zhihan1996/DNABERT-S", "revision": "0123abc"}
+
+
+def test_model_type_cannot_change_on_resume_because_it_sets_the_chunk_size(tmp_path, tiny_models):
+    """What the README says: a resume with another --model-type is refused (the chunk size
+    changes); with --chunk-size kept, only classify and report are redone."""
+    lam = str(DATA / "genomes" / "lambda_NC_001416.fa.gz")
+    out = tmp_path / "out"
+    base = ["predict", lam, "-o", str(out), "--models-dir", str(tiny_models), "-q"]
+    assert CliRunner().invoke(cli, base).exit_code == 0
+    first = json.loads((out / "run.json").read_text())["stages"]
+    refused = CliRunner().invoke(cli, base + ["--resume", "--model-type", "300"])
+    assert refused.exit_code == 2
+    assert "holds a run with different settings (parameters.chunk_size: 500 -> 300)" in refused.output
+    kept = CliRunner().invoke(cli, base + ["--resume", "--model-type", "300", "--chunk-size", "500"])
+    assert kept.exit_code == 0, kept.output
+    second = json.loads((out / "run.json").read_text())["stages"]
+    assert [n for n in first if second[n]["attempt"] != first[n]["attempt"]] == ["classify", "report"]
+
+
+def test_embed_resume_with_other_batches_is_refused(tmp_path, tiny_models):
+    from virnucpro_core.embedding import _check_parts_identity
+    from virnucpro_core.rundir import describe_input
+
+    faa = tmp_path / "p.faa"
+    faa.write_text("".join(f">p{i}\n{'MKV' * (5 + i % 7)}\n" for i in range(30)))
+    model = str(tiny_models / json.loads((tiny_models / "models.json").read_text())["esm2"])
+    parts = tmp_path / "p.h5.parts"
+    parts.mkdir()
+    # checkpoints left by an interrupted `embed ... --batch-tokens 512`
+    identity = {"input": describe_input(faa), "backend": "esm2=v1", "package_version": "0.1.0", "model": model,
+                "revision": None, "precision": "fp32", "max_length": None, "batch_tokens": 512, "batch_size": None}
+    _check_parts_identity(parts, identity, 10)
+    args = ["embed", str(faa), "--backend", "esm2=v1", "--model", model, "-o", str(tmp_path / "p.h5"), "--resume", "-q",
+            "--device", "cpu"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert "the checkpoints were made with other settings (changed: batch_tokens); use --force-resume" in result.output
+    assert CliRunner().invoke(cli, args + ["--batch-tokens", "512"]).exit_code == 0

@@ -20,8 +20,13 @@ def temp_path_for(path: Path) -> Path:
     path = Path(path)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
-    os.chmod(name, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the permissions open() would give
+    os.chmod(name, default_file_mode())  # mkstemp makes 0600; outputs get the permissions open() would give
     return Path(name)
+
+
+def default_file_mode() -> int:
+    """The permissions ``open(path, "w")`` gives a new file under the current umask."""
+    return 0o666 & ~_umask()
 
 
 def _umask() -> int:

@@ -19,7 +19,7 @@ is assumed. A key left out of ``models.json`` (``esm2`` after ``download
 Resolution order, per model: an explicit option wins, then the directory, then (ESM-2
 and DNABERT-S only) the hub name, which the backends resolve through their own
 caches. The MLP has no hub: without a directory or ``--mlp`` it is an error that says
-which file to put where. Every missing file is one line naming its path.
+which file to put where. Every missing file is named, all in one error line.
 
 This module imports nothing heavy; it is used by the CLI before any model loads.
 """
@@ -52,7 +52,25 @@ MLP_DIR = "mlp"
 #: Where ``virnucpro models download`` fetches the published files from.
 ESM2_URL = f"https://dl.fbaipublicfiles.com/fair-esm/models/{DEFAULT_ESM2}.pt"
 ESM2_REGRESSION_URL = f"https://dl.fbaipublicfiles.com/fair-esm/regression/{DEFAULT_ESM2}-contact-regression.pt"
-MLP_URL = "https://raw.githubusercontent.com/Li-Jing-1997/VirNucPro/main/{model_type}_model.pth"
+#: The original project's repository and the commit the MLPs are fetched from: a fixed
+#: commit, not a branch, so a later push cannot change what ``download`` installs.
+#: ``300_model.pth``/``500_model.pth`` were committed in 0b7e6f1 (2024-11-17) and are
+#: unchanged at this commit, the repository's head on 2025-04-01.
+ORIGINAL_REPOSITORY = "Li-Jing-1997/VirNucPro"
+ORIGINAL_COMMIT = "0f93f2755a7ea1acd3ff1bcf182892f960ef3326"
+MLP_URL = f"https://raw.githubusercontent.com/{ORIGINAL_REPOSITORY}/{ORIGINAL_COMMIT}/{{model_type}}_model.pth"
+#: Git object ids of the MLPs in that commit's tree (``git ls-tree``): every download is
+#: checked against them, so a different file is refused whatever the server sends.
+MLP_GIT_BLOBS: dict[int, str] = {
+    300: "a0b5b85e7c1e44f00cde146d091beb82b2c8e855",
+    500: "fc35d5ef9f1f4564eea7036f34f4f8ec6000d33d",
+}
+#: The DNABERT-S revision (Hugging Face commit) ``download`` fetches and ``predict`` loads
+#: by default. TO BE FILLED IN: no commit id of zhihan1996/DNABERT-S could be verified
+#: from here (no network), and an invented one would be worse than none. While it is
+#: ``None`` the hub's latest revision is used (``models download`` says so) and ``models.json``
+#: records what was fetched; set it (or pass ``--dnabert-revision``) to pin.
+DNABERT_S_REVISION: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,7 +151,7 @@ class ModelsDir:
         """The command that (re)creates this directory's files."""
         if self.tiny:
             return f"virnucpro models init-tiny {self.root}"
-        return f"virnucpro models download --dir {self.root}"
+        return f"virnucpro models download --models-dir {self.root}"
 
     def relative(self, path: Path) -> str:
         try:
@@ -155,7 +173,7 @@ def read_models_dir(root: Path | str) -> ModelsDir:
     root = Path(root).expanduser().absolute()
     if not root.is_dir():
         raise ModelError(
-            f"models directory {root} does not exist: create it with `virnucpro models download --dir {root}` "
+            f"models directory {root} does not exist: create it with `virnucpro models download --models-dir {root}` "
             f"(or `virnucpro models init-tiny {root}` for a smoke test)"
         )
     manifest = root / MODELS_JSON
@@ -233,40 +251,36 @@ def resolve_model_set(
     model_type = check_model_type(model_type)
     root = Path(models_dir).expanduser() if models_dir is not None else models_dir_from_env()
     layout = read_models_dir(root) if root is not None else None
-    hint = layout.fetch_hint() if layout else ""
+    #: (what is missing, the option that replaces it): all of them are named in one error
+    missing: list[tuple[str, str]] = []
 
+    esm2 = DEFAULT_ESM2
     if esm_model:
         esm2 = _explicit_model(esm_model, "ESM-2 model", "--esm-model")
     elif layout is not None and layout.esm2 is not None:
-        esm_file = layout.esm2
-        if not esm_file.is_file():
-            raise ModelError(
-                f"ESM-2 weights {esm_file} are missing: run `{hint}` or pass --esm-model NAME|PATH"
-            )
-        regression = esm2_regression_path(esm_file)
-        if not regression.is_file():
-            raise ModelError(
-                f"ESM-2 contact-regression weights {regression} are missing (fair-esm loads them from beside "
-                f"{esm_file.name}): run `{hint}` or pass --esm-model NAME|PATH"
-            )
-        esm2 = str(esm_file)
-    else:
-        esm2 = DEFAULT_ESM2
+        esm2, problem = _esm2_in(layout)
+        missing += [(problem, "--esm-model NAME|PATH")] if problem else []
 
+    dnabert = DEFAULT_DNABERT
     if dnabert_model:
         dnabert = _explicit_model(dnabert_model, "DNABERT-S model", "--dnabert-model")
     elif layout is not None and layout.dnabert is not None:
-        folder = layout.dnabert
-        if not (folder / "config.json").is_file():
-            state = "has no config.json" if folder.is_dir() else "is missing"
-            raise ModelError(
-                f"DNABERT-S folder {folder} {state}: run `{hint}` or pass --dnabert-model NAME|PATH"
-            )
-        dnabert = str(folder)
-    else:
-        dnabert = DEFAULT_DNABERT
+        dnabert, problem = _dnabert_in(layout)
+        missing += [(problem, "--dnabert-model NAME|PATH")] if problem else []
 
-    mlp_path = _resolve_mlp(model_type, mlp, layout)
+    mlp_path, mlp_missing = _resolve_mlp(model_type, mlp, layout)
+    if mlp_missing and not missing:  # the MLP alone: its own wording, as before
+        raise ModelError(f"{mlp_missing} ({_hint(layout)}) or pass --mlp PATH")
+    if mlp_missing:
+        missing.append((mlp_missing, "--mlp PATH"))
+    if missing:
+        hint = _hint(layout)
+        if len(missing) == 1:
+            what, option = missing[0]
+            raise ModelError(f"{what}: run `{hint}` or pass {option}")
+        options = ", ".join(dict.fromkeys(option for _, option in missing))
+        raise ModelError(f"{len(missing)} model files are missing: {'; '.join(what for what, _ in missing)}; "
+                         f"run `{hint}` or pass {options}")
     return ModelSet(
         esm2=esm2,
         dnabert=dnabert,
@@ -277,40 +291,89 @@ def resolve_model_set(
     )
 
 
-def _resolve_mlp(model_type: int, mlp: Path | None, layout: ModelsDir | None) -> Path:
+def _esm2_in(layout: ModelsDir) -> tuple[str, str | None]:
+    """The directory's ESM-2 checkpoint, and what is missing of it (fair-esm also needs its regression file)."""
+    assert layout.esm2 is not None
+    esm_file, regression = layout.esm2, esm2_regression_path(layout.esm2)
+    if not esm_file.is_file():
+        return str(esm_file), f"ESM-2 weights {esm_file} are missing"
+    if not regression.is_file():
+        return str(esm_file), (f"ESM-2 contact-regression weights {regression} are missing (fair-esm loads them "
+                               f"from beside {esm_file.name})")
+    return str(esm_file), None
+
+
+def _dnabert_in(layout: ModelsDir) -> tuple[str, str | None]:
+    """The directory's DNABERT-S folder, and what is wrong with it."""
+    assert layout.dnabert is not None
+    folder = layout.dnabert
+    if not (folder / "config.json").is_file():
+        return str(folder), f"DNABERT-S folder {folder} {'has no config.json' if folder.is_dir() else 'is missing'}"
+    return str(folder), None
+
+
+#: The models of a models directory by backend family; other families use their own defaults.
+_FAMILY_MODELS = {"esm2": ("esm2", _esm2_in), "dnabert": ("dnabert", _dnabert_in)}
+
+
+def model_from_models_dir(family: str, models_dir: Path | None = None) -> tuple[str | None, bool]:
+    """The model a models directory (or ``$VIRNUCPRO_MODELS``) holds for ``family``, and
+    whether it is a tiny random one; ``(None, False)`` without a directory or for a family
+    the directory does not hold (the backend then uses its default). Used by ``embed``."""
+    root = Path(models_dir).expanduser() if models_dir is not None else models_dir_from_env()
+    if root is None:
+        return None, False
+    layout = read_models_dir(root)
+    if family not in _FAMILY_MODELS or getattr(layout, _FAMILY_MODELS[family][0]) is None:
+        return None, False  # the backend's own default, not one of the directory's models
+    model, problem = _FAMILY_MODELS[family][1](layout)
+    if problem:
+        raise ModelError(f"{problem}: run `{layout.fetch_hint()}` or pass --model NAME|PATH")
+    return model, layout.tiny
+
+
+def in_tiny_set(path: Path | str) -> bool:
+    """Whether ``path`` lies in a models directory whose ``models.json`` says ``"kind": "tiny"``
+    (``DIR/mlp/500_model.pth`` of ``virnucpro models init-tiny DIR``)."""
+    for folder in list(Path(path).expanduser().absolute().parents)[:3]:
+        manifest = folder / MODELS_JSON
+        if manifest.is_file():
+            try:
+                return json.loads(manifest.read_text(encoding="utf-8")).get("kind") == "tiny"
+            except (OSError, ValueError, AttributeError):
+                return False
+    return False
+
+
+def _hint(layout: ModelsDir | None) -> str:
+    return layout.fetch_hint() if layout else "virnucpro models download --models-dir DIR"
+
+
+def _resolve_mlp(model_type: int, mlp: Path | None, layout: ModelsDir | None) -> tuple[Path, str | None]:
+    """The MLP file, and what is missing when it is absent from the models directory
+    (to be named with the other missing files); a wrong ``--mlp`` raises at once."""
     name = mlp_file_name(model_type)
     if mlp is not None:
         path = Path(mlp).expanduser().absolute()
         if not path.is_file():
             raise ModelError(f"MLP file {path} (from --mlp) does not exist: fix the path")
-        return path
+        return path, None
     if layout is None:
-        raise ModelError(
-            f"no MLP for --model-type {model_type}: put {name} in DIR/mlp/ "
-            "(virnucpro models download --dir DIR) or pass --mlp PATH"
-        )
-    hint = layout.fetch_hint()
+        return Path(name), f"no MLP for --model-type {model_type}: put {name} in DIR/mlp/"
     path = layout.mlp.get(str(model_type))
     if path is None:
-        raise ModelError(
-            f"no MLP for --model-type {model_type} in {layout.manifest}: put {name} in {layout.root / MLP_DIR}/ "
-            f"and list it there ({hint}) or pass --mlp PATH"
-        )
+        return Path(name), (f"no MLP for --model-type {model_type} in {layout.manifest}: put {name} in "
+                            f"{layout.root / MLP_DIR}/ and list it there")
     if not path.is_file():
         if layout.has_manifest:
-            raise ModelError(
-                f"MLP file {path} (listed in {layout.manifest}) is missing: put {path.name} there "
-                f"({hint}) or pass --mlp PATH"
-            )
-        raise ModelError(
-            f"no MLP for --model-type {model_type}: put {name} in {path.parent}/ ({hint}) or pass --mlp PATH"
-        )
+            return path, f"MLP file {path} (listed in {layout.manifest}) is missing: put {path.name} there"
+        return path, f"no MLP for --model-type {model_type}: put {name} in {path.parent}/"
     if path.suffix == ".safetensors" and not path.with_suffix(".json").is_file():
         raise ModelError(
             f"MLP config {path.with_suffix('.json')} is missing (it must sit beside {path.name}): "
             "re-create both with `virnucpro models import-mlp`"
         )
-    return path
+    return path, None
 
 
 @dataclass(frozen=True)

@@ -87,25 +87,63 @@ def _model_identity(value: str | Path) -> dict[str, Any]:
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _check_width_before_protein(nucleotide_counts: Mapping[str, Any], protein: Backend, protein_model: str | None,
-                                input_dim: int, mlp_path: Path) -> None:
-    """Stop before the expensive protein stage when the features cannot fit the MLP.
+def known_width(backend: Backend, model: str | None, *, published_set: bool) -> int | None:
+    """The embedding width when it is known without loading the model, else ``None``.
 
-    The nucleotide width is known from its stage; the protein width is known without
-    loading the model only when the backend's default model is used.
+    ``Backend.dim`` is the width of the backend's default model, so it is known when
+    that model runs: no model given, the default's name, or the same model taken from a
+    models directory of the published set (``virnucpro models download``: the file or
+    folder carries the default's name, ``esm2/esm2_t36_3B_UR50D.pt``,
+    ``dnabert/DNABERT-S``). Any other model (a tiny set, a user's checkpoint) is known
+    only once loaded.
+    """
+    default = backend.default_model
+    if model is None or model == default:
+        return backend.dim
+    if published_set and default and Path(str(model)).stem == Path(default).name:
+        return backend.dim
+    return None
+
+
+def check_width(input_dim: int, mlp_path: Path, nucleotide: Backend, nucleotide_dim: int | None,
+                protein: Backend, protein_dim: int | None) -> None:
+    """Stop when the features cannot fit the MLP, naming every width that is known.
+
+    Called before the first stage that embeds (widths of default models) and again once
+    the nucleotide model has loaded (its real width), so a mismatch never costs an
+    embedding stage that could have been avoided.
     """
     from virnucpro_core.errors import ModelError
 
-    if not nucleotide_counts.get("sequences"):
+    hint = "use the MLP trained for these models (the published ones need DNABERT-S 768 + ESM-2 3B 2560 = 3328)"
+    if nucleotide_dim is not None and protein_dim is not None:
+        if nucleotide_dim + protein_dim != input_dim:
+            raise ModelError(
+                f"{mlp_path}: the MLP expects {input_dim} features but the embeddings give {nucleotide_dim} nucleotide "
+                f"({nucleotide.key}) + {protein_dim} protein ({protein.key}) = {nucleotide_dim + protein_dim}; {hint}"
+            )
         return
-    nucleotide_dim = int(nucleotide_counts["dim"])
-    default = protein_model in (None, protein.default_model)
-    if nucleotide_dim >= input_dim or (default and nucleotide_dim + protein.dim != input_dim):
-        shown = f"{nucleotide_dim} nucleotide + {protein.dim} protein" if default else f"{nucleotide_dim} nucleotide + protein"
-        raise ModelError(
-            f"{mlp_path}: the MLP expects {input_dim} features but the embeddings give {shown}; "
-            "use the MLP trained for these models (the published ones need DNABERT-S 768 + ESM-2 3B 2560)"
-        )
+    for dim, backend, modality in ((nucleotide_dim, nucleotide, "nucleotide"), (protein_dim, protein, "protein")):
+        if dim is not None and dim >= input_dim:
+            raise ModelError(
+                f"{mlp_path}: the MLP expects {input_dim} features but the {modality} embeddings ({backend.key}) "
+                f"alone give {dim}, leaving nothing for the other modality; {hint}"
+            )
+
+
+def batch_identity(options: Any) -> dict[str, int | None]:
+    """The batch settings of one backend, for its checkpoint identity: batches can change
+    the last bits of a row (padding, kernel choice), so parts made with other batches are
+    never mixed into one file."""
+    return {"batch_tokens": options.batch_tokens, "batch_size": options.batch_size}
+
+
+def label_tiny(path: Path, format_name: str) -> None:
+    """Say in an embeddings file that it came from random tiny models (HDF5 attribute ``warning``)."""
+    if format_name == "hdf5":
+        from virnucpro_core.formats.hdf5 import set_warning
+
+        set_warning(path, TINY_WARNING)
 
 
 def _check(condition: bool, message: str) -> None:
@@ -149,15 +187,26 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
         "protein": request.esm_model or (models.esm2 if backends["protein"].family == "esm2" else None),
         "nucleotide": request.dnabert_model or (models.dnabert if backends["nucleotide"].family == "dnabert" else None),
     }
-    revision_for = {"protein": None, "nucleotide": request.dnabert_revision}
+    from virnucpro_core import modelset
+
+    # DNABERT-S by hub id loads the pinned revision unless one is asked for (none while the pin is unset)
+    pinned = modelset.DNABERT_S_REVISION if model_for["nucleotide"] == modelset.DEFAULT_DNABERT else None
+    revision_for = {"protein": None, "nucleotide": request.dnabert_revision or pinned}
     mlp = load_mlp(models.mlp)  # a bad MLP must stop the run before hours of embedding, not after
+    explicit = {"protein": request.esm_model, "nucleotide": request.dnabert_model}
+    width = {modality: known_width(backends[modality], model_for[modality],
+                                   published_set=models.root is not None and not models.tiny and not explicit[modality])
+             for modality in ("nucleotide", "protein")}
+    check_width(mlp.config.input_dim, models.mlp, backends["nucleotide"], width["nucleotide"],
+                backends["protein"], width["protein"])
     mlp_identity = {"path": str(Path(models.mlp).resolve()), "sha256": sha256_file(models.mlp),
                     "input_dim": mlp.config.input_dim, "model_type": request.model_type}
     # What the embeddings depend on; --resume refuses a run where any of it differs.
     identity = {
         "inputs": [describe_input(request.input_path)],
         "parameters": {"chunk_size": request.chunk_size, "precision": runtime.precision},
-        "backends": backends.manifest(),
+        # without "dim": a backend's registered width is its default model's; the loaded one is recorded below
+        "backends": {modality: {k: v for k, v in entry.items() if k != "dim"} for modality, entry in backends.manifest().items()},
         "models": {
             modality: {**(_model_identity(model_for[modality]) if model_for[modality] else {"name": "backend default"}),
                        **({"revision": revision_for[modality]} if revision_for[modality] else {})}
@@ -204,8 +253,11 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
                                                    show_progress=request.progress)
                 result = embed_fasta(fasta, target, backend, options, fmt=hdf5, parts_dir=run.checkpoints / modality,
                                      checkpoint_every=runtime.checkpoint_every, resume=run.resumed, progress=request.progress,
-                                     identity={"run": run.manifest["fingerprint"], "modality": modality}, engine=engine)
+                                     identity={"run": run.manifest["fingerprint"], "modality": modality,
+                                               **batch_identity(options)}, engine=engine)
                 _check(result.sequences == frames, f"{result.sequences} {modality} embeddings for {frames} frames")
+                if models.tiny and result.complete:
+                    label_tiny(target, hdf5.name)
                 shard_results[modality] = result
                 return {**result.counts(), "backend": backend.describe()}
 
@@ -213,9 +265,14 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
                 counts[f"embed_{modality}"] = do_embed()
             else:
                 counts[f"embed_{modality}"] = dict(run.run_stage(Stage(f"embed_{modality}", [target], do_embed)))
-            if modality == "nucleotide":
-                _check_width_before_protein(counts["embed_nucleotide"], backends["protein"], model_for["protein"],
-                                            mlp.config.input_dim, models.mlp)
+            loaded = counts[f"embed_{modality}"]
+            if loaded.get("sequences"):  # the width of the model that ran, not the registered default's
+                run.manifest.setdefault("backends", {})[modality] = {**backends.manifest()[modality], "dim": loaded["dim"],
+                                                                     "model": loaded["model"]}
+                run.save()
+                if modality == "nucleotide":
+                    check_width(mlp.config.input_dim, models.mlp, backends["nucleotide"], int(loaded["dim"]),
+                                backends["protein"], width["protein"])
 
         if shard is not None:
             from virnucpro_core.engine.shards import write_predict_shard

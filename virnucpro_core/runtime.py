@@ -4,8 +4,10 @@
 checkpointing. (No data-loader ``workers`` setting: the v1 backends tokenise in-process,
 and a setting that nothing reads is worse than none.) It is built from CLI flags over an optional TOML file (``--config``,
 table ``[runtime]``), and it is recorded in the run manifest but *not* fingerprinted,
-except for ``precision`` (which changes results): a run may resume on another device
-or with another batch size.
+except for ``precision`` (which changes results): a run may resume on another device.
+The batch settings are part of each unfinished embedding stage's checkpoint identity
+(batches can change a row's last bits), so a resume with other batches is refused
+rather than mixing two layouts in one file; finished stages are kept either way.
 """
 
 from __future__ import annotations

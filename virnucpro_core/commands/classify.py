@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
 
 from virnucpro_core.commands.common import logging_options
+
+log = logging.getLogger(__name__)
 
 
 @click.command(name="classify")
@@ -37,8 +40,27 @@ def classify(nucleotide: Path, protein: Path, mlp: Path, outdir: Path, nucleotid
     from virnucpro_core.logs import setup_logging
 
     setup_logging(verbose, quiet, log_file)
+    warning = tiny_warning(mlp, nucleotide, protein)
+    if warning:
+        log.warning(warning)
     result = classify_embeddings(nucleotide, protein, mlp, outdir, device=resolve_device(device),
                                  nucleotide_format=nucleotide_format, protein_format=protein_format)
     click.echo(f"{result.merge.summary()}")
     click.echo(f"{result.frames_scored} frames scored ({result.frames_viral} virus) in {result.chunks} chunks -> "
                f"{result.predictions}, {result.consensus}")
+    if warning:
+        click.echo("WARNING: " + warning)
+
+
+def tiny_warning(mlp: Path, *embeddings: Path) -> str | None:
+    """The tiny-model warning when the MLP comes from an init-tiny set or an input says so."""
+    from virnucpro_core.formats.hdf5 import read_warning
+    from virnucpro_core.modelset import in_tiny_set
+    from virnucpro_core.pipeline import TINY_WARNING
+
+    if in_tiny_set(mlp):
+        return TINY_WARNING
+    for path in embeddings:
+        if path.suffix.lower() in (".h5", ".hdf5") and (found := read_warning(path)):
+            return found
+    return None

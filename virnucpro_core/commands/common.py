@@ -64,7 +64,3 @@ def runtime_from_options(kwargs: dict[str, Any]):
     if values["device"] == "auto":
         values["device"] = None  # let a config file choose; the dataclass default is auto
     return RuntimeConfig.from_sources(values, kwargs.get("config_file"))
-
-
-def progress_enabled(quiet: bool) -> bool:
-    return not quiet

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from virnucpro_core.errors import InputError
+from virnucpro_core.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     from virnucpro_core.registry import Registry
@@ -38,18 +38,23 @@ def convert_embeddings(
     src_format: str | None = None,
     dst_format: str | None = None,
     batch_size: int = 4096,
+    force: bool = False,
     registry: "Registry | None" = None,
 ) -> ConvertResult:
     """Copy every ``(id, row)`` of ``src`` into a new ``dst``, batch by batch.
 
     Formats are the ones named, else inferred from the file suffixes. ``dst`` appears
-    only once complete (the writers write to a temporary name and rename).
+    only once complete (the writers write to a temporary name and rename). An existing
+    ``dst`` is refused unless ``force`` (as ``embed`` refuses its output): embeddings
+    are expensive to recompute, and a typo in OUT must not replace them.
     """
     if registry is None:
         from virnucpro_core.registry import get_registry
 
         registry = get_registry()
     src, dst = Path(src), Path(dst)
+    if dst.exists() and not force:
+        raise ConfigError(f"{dst} exists; choose another OUT or pass --force to replace it")
     reader_fmt = _format(registry, src, src_format, "--from")
     writer_fmt = _format(registry, dst, dst_format, "--to")
     rows = 0
@@ -84,14 +89,16 @@ def _format(registry: "Registry", path: Path, name: str | None, option: str):
 @click.option("--from", "src_format", metavar="FORMAT", help="Format of IN [from its suffix: .h5/.hdf5 = hdf5, .pt = pt].")
 @click.option("--to", "dst_format", metavar="FORMAT", help="Format of OUT [from its suffix].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4096, show_default=True, help="Embeddings per batch read and written.")
-def convert(src: Path, dst: Path, src_format: str | None, dst_format: str | None, batch_size: int) -> None:
+@click.option("--force", is_flag=True, help="Replace OUT if it exists (refused otherwise).")
+def convert(src: Path, dst: Path, src_format: str | None, dst_format: str | None, batch_size: int, force: bool) -> None:
     """Convert an embeddings file IN to another format, written to OUT.
 
     Formats are registered by plugins; the built-ins are `hdf5` (streams) and `pt`,
     the original VirNucPro layouts: DNABERT-S ({'nucleotide', 'data'}), ESM
     ({'proteins', 'data'}) and merged ({'ids', 'data'}), chosen by the file's
     modality. IDs and values are copied exactly; the .pt layouts store no
-    backend/model metadata, so that is lost when writing .pt.
+    backend/model metadata, so that is lost when writing .pt. An existing OUT is
+    refused unless --force.
 
     \b
     Examples:
@@ -99,7 +106,7 @@ def convert(src: Path, dst: Path, src_format: str | None, dst_format: str | None
       virnucpro convert output_1_DNABERT_S.pt nucleotide.h5
       virnucpro convert merged.bin merged.pt --from hdf5
     """
-    result = convert_embeddings(src, dst, src_format=src_format, dst_format=dst_format, batch_size=batch_size)
+    result = convert_embeddings(src, dst, src_format=src_format, dst_format=dst_format, batch_size=batch_size, force=force)
     click.echo(
         f"converted {result.rows} {result.modality} embeddings (dim {result.dim}) "
         f"from {src} ({result.src_format}) to {dst} ({result.dst_format})"

@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Embeddings file to write (.h5 for HDF5, .pt for the original layout); with --shard, the shard directory.")
 @click.option("--backend", "backend_spec", required=True, metavar="FAMILY[=VERSION]", help="e.g. esm2=v1, dnabert=v1, or just esm2 for the newest available (see `virnucpro backends`).")
-@click.option("--model", default=None, help="Model name or local path [the backend's default, e.g. esm2_t36_3B_UR50D].")
+@click.option("--model", default=None, help="Model name or local path [the models directory's, else the backend's default, e.g. esm2_t36_3B_UR50D].")
+@click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path), envvar="VIRNUCPRO_MODELS", default=None, help="Directory from `virnucpro models download` (or init-tiny): its ESM-2 or DNABERT-S model, as for predict [env VIRNUCPRO_MODELS].")
 @click.option("--revision", default=None, help="Pin the model revision (Hugging Face commit) for backends that load from the hub.")
 @click.option("--format", "format_name", default=None, help="Output format [from the file suffix; hdf5 for .h5]. See `virnucpro backends --all`.")
 @click.option("--max-length", type=click.IntRange(min=1), default=None, help="Residues/bases pooled per sequence [backend default; esm2: 1024 like the original].")
@@ -28,9 +29,9 @@ log = logging.getLogger(__name__)
 @device_options
 @parallel_options
 @logging_options
-def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, revision: str | None, format_name: str | None, max_length: int | None,
-          checkpoint_every: int | None, config_file: Path | None, resume: bool, force_resume: bool, verbose: int, quiet: bool,
-          log_file: Path | None, shard: str | None, **runtime_flags) -> None:
+def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, models_dir: Path | None, revision: str | None,
+          format_name: str | None, max_length: int | None, checkpoint_every: int | None, config_file: Path | None, resume: bool,
+          force_resume: bool, verbose: int, quiet: bool, log_file: Path | None, shard: str | None, **runtime_flags) -> None:
     """Embed every sequence of INPUT (FASTA) and write one row per sequence, in input order.
 
     The HDF5 output has datasets `ids` (UTF-8) and `embeddings` (float32, N x dim) and
@@ -46,6 +47,7 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
       virnucpro embed prep/x_identified_nucleotide.fa --backend dnabert -o nucleotide.h5 --device cuda:1
       virnucpro embed proteins.faa --backend esm2=v1 --gpus 2,3 -o p.h5          # 2 workers, GPUs 2 and 3
       virnucpro embed seqs.fa --backend kmer=v1 --devices cpu,cpu --threads 1 -o k.h5
+      virnucpro embed proteins.faa --backend esm2=v1 --models-dir ~/virnucpro-models -o p.h5
       virnucpro embed proteins.faa --backend esm2=v1 -o p.h5 --resume           # after an interruption
       virnucpro embed proteins.faa --backend esm2=v1 --shard 0/4 -o shards/0    # array job 0 of 4, then:
       virnucpro aggregate shards/0 shards/1 shards/2 shards/3 -o p.h5
@@ -65,14 +67,14 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
         if dist is not None and not dist.is_driver:
             follow(dist)  # rank 0 checks, plans and assembles; this rank computes its share
             return
-        _embed(input_path, output, backend_spec, model, revision, format_name, max_length, runtime, shard, quiet, verbose)
+        _embed(input_path, output, backend_spec, model, models_dir, revision, format_name, max_length, runtime, shard, quiet, verbose)
     if dist is not None:
         from virnucpro_core.engine.distributed import release
 
         release(dist)
 
 
-def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None, revision: str | None, format_name: str | None,
+def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None, models_dir: Path | None, revision: str | None, format_name: str | None,
            max_length: int | None, runtime, shard_text: str | None, quiet: bool, verbose: int) -> None:
     from virnucpro_core.embedding import embed_fasta
     from virnucpro_core.engine.config import Shard
@@ -80,6 +82,7 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
     from virnucpro_core.errors import BackendError, ConfigError
     from virnucpro_core.registry import get_registry
     from virnucpro_core.rundir import describe_input, remove_stale_temporaries, run_lock
+    from virnucpro_core.pipeline import batch_identity, label_tiny
     from virnucpro_core.selection import parse_backend_options
 
     shard = Shard.parse(shard_text) if shard_text else None
@@ -90,6 +93,15 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
     reason = backend.unavailable_reason()
     if reason:
         raise BackendError(f"backend {backend.describe()} cannot run here: {reason}; choose another with --backend (see `virnucpro backends`)")
+    tiny = False
+    if model is None:
+        from virnucpro_core.modelset import model_from_models_dir
+
+        model, tiny = model_from_models_dir(backend.family, models_dir)
+    if tiny:
+        from virnucpro_core.pipeline import TINY_WARNING
+
+        log.warning(TINY_WARNING)
     if shard is None:
         fmt = registry.format_for_path(output, format_name)
         parts = output.with_name(output.name + ".parts")
@@ -101,8 +113,10 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
     if output.exists() and shard is None and output.is_dir():
         raise ConfigError(f"{output} is a directory; -o names the embeddings file (a directory only with --shard)")
     output.mkdir(parents=True, exist_ok=True) if shard is not None else output.parent.mkdir(parents=True, exist_ok=True)
+    options = runtime.embedder_options(model, revision=revision, max_length=max_length, show_progress=not quiet)
     identity = {"input": describe_input(input_path), "backend": backend.key, "package_version": backend.package_version,
-                "model": model, "revision": revision, "precision": runtime.precision, "max_length": max_length}
+                "model": model, "revision": revision, "precision": runtime.precision, "max_length": max_length,
+                **batch_identity(options)}
     with run_lock(folder, lock):
         remove_stale_temporaries(folder, stale)
         if parts.exists() and not finished_parts(parts):
@@ -118,7 +132,6 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
             raise ConfigError(f"{done_marker} exists; choose another -o or pass --force-resume to replace it")
         elif parts.exists() and not runtime.resume:
             raise ConfigError(f"{parts} holds checkpoints of an interrupted run; pass --resume to continue or --force-resume to discard them")
-        options = runtime.embedder_options(model, revision=revision, max_length=max_length, show_progress=not quiet)
         log.info("backend %s on %s", backend.describe(), ", ".join(engine.devices))
         result = embed_fasta(input_path, output, backend, options, fmt=fmt, parts_dir=parts,
                              checkpoint_every=runtime.checkpoint_every, resume=runtime.resume, progress=not quiet,
@@ -127,6 +140,8 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
             from virnucpro_core.engine.shards import write_embed_shard
 
             write_embed_shard(output, shard, identity, result, backend)
+        elif tiny:
+            label_tiny(output, fmt.name)
     rate = result.sequences / result.seconds if result.seconds > 0 else 0.0
     resumed = f", {result.parts_reused} part(s) resumed" if result.parts_reused else ""
     if shard is not None:

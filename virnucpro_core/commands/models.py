@@ -1,8 +1,10 @@
 """``virnucpro models``: fetch, convert, list and fake the model files.
 
 * ``download`` lays out the published files in a models directory (ESM-2 3B from
-  fair-esm's URLs, DNABERT-S from the Hugging Face hub, the two MLPs from the
-  original project's repository) and records their SHA-256 in ``models.json``.
+  fair-esm's URLs, DNABERT-S from the Hugging Face hub, the two MLPs from a fixed
+  commit of the original project's repository, checked against the git object ids of
+  that commit) and records their SHA-256 in ``models.json``; a later download that
+  gives another checksum is refused and the file already there is kept.
 * ``import-mlp`` converts an original pickled ``*_model.pth`` to safetensors + JSON,
   loading it with the restricted unpickler (nothing in the pickle runs).
 * ``init-tiny`` writes a tiny random model set for smoke tests.
@@ -17,11 +19,13 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
+from virnucpro_core import modelset
 from virnucpro_core.errors import ConfigError, ModelError
 from virnucpro_core.modelset import (
     DEFAULT_DNABERT,
@@ -114,11 +118,16 @@ def init_tiny(directory: Path, seed: int, force: bool) -> None:
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One file to fetch: from ``url`` to ``relpath`` inside the models directory."""
+    """One file to fetch: from ``url`` to ``relpath`` inside the models directory.
+
+    ``git_blob`` is the file's git object id at the pinned commit, when the file comes
+    from a git repository: the download must match it.
+    """
 
     role: str
     url: str
     relpath: str
+    git_blob: str | None = None
 
 
 def download_plan(model_types: tuple[int, ...], *, esm: bool, mlp: bool) -> list[RemoteFile]:
@@ -131,8 +140,32 @@ def download_plan(model_types: tuple[int, ...], *, esm: bool, mlp: bool) -> list
     if mlp:
         for model_type in model_types:
             plan.append(RemoteFile(f"MLP {model_type}", MLP_URL.format(model_type=model_type),
-                                   f"{MLP_DIR}/{mlp_file_name(model_type)}"))
+                                   f"{MLP_DIR}/{mlp_file_name(model_type)}", modelset.MLP_GIT_BLOBS.get(model_type)))
     return plan
+
+
+def check_download(item: RemoteFile, path: Path, recorded_sha256: str | None) -> str:
+    """Refuse a fetched file that is not the pinned one or differs from an earlier download;
+    returns its SHA-256. ``path`` is the temporary file, so a refused one never replaces
+    anything."""
+    from virnucpro_core.checksum import git_blob_sha1
+
+    if item.git_blob is not None:
+        got = git_blob_sha1(path)
+        if got != item.git_blob:
+            raise ModelError(
+                f"{item.url} did not give the pinned file (git object {got}, expected {item.git_blob} at commit "
+                f"{modelset.ORIGINAL_COMMIT} of {modelset.ORIGINAL_REPOSITORY}); nothing was kept: check the URL or "
+                "network proxy, or fetch the file from that commit yourself"
+            )
+    digest = sha256_file(path)
+    if recorded_sha256 is not None and digest != recorded_sha256:
+        raise ModelError(
+            f"{item.url} gave a file with SHA-256 {digest}, but {MODELS_JSON} records {recorded_sha256} from the first "
+            f"download of {item.relpath}; the source changed or the download is corrupt, so the file was not replaced: "
+            f"remove its entry from {MODELS_JSON} to accept the new file"
+        )
+    return digest
 
 
 def _reason(exc: BaseException) -> str:
@@ -140,12 +173,14 @@ def _reason(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def fetch_url(url: str, dest: Path, *, progress: bool = True) -> None:
+def fetch_url(url: str, dest: Path, *, progress: bool = True, check: Callable[[Path], object] | None = None) -> None:
     """Download ``url`` to ``dest``; ``dest`` exists only once the download is complete.
 
     ``torch.hub.download_url_to_file`` writes to a temporary file and renames it
     at the end; we hand it a temporary name of our own as well and clean it up on
     failure, so an interrupted download never leaves a partial file under ``dest``.
+    ``check`` sees the complete temporary file before it is renamed; what it raises
+    leaves ``dest`` as it was.
     """
     import torch.hub
 
@@ -155,6 +190,10 @@ def fetch_url(url: str, dest: Path, *, progress: bool = True) -> None:
     try:
         with atomic_path(dest) as tmp:
             torch.hub.download_url_to_file(url, str(tmp), progress=progress)
+            if check is not None:
+                check(tmp)
+    except ModelError:
+        raise
     except Exception as exc:
         raise ModelError(
             f"could not download {url} to {dest}: {_reason(exc)}; check network access, "
@@ -162,11 +201,12 @@ def fetch_url(url: str, dest: Path, *, progress: bool = True) -> None:
         ) from None
 
 
-def fetch_dnabert(dest: Path, *, revision: str | None) -> None:
+def fetch_dnabert(dest: Path, *, revision: str | None, check: Callable[[Path], object] | None = None) -> None:
     """Snapshot ``zhihan1996/DNABERT-S`` (remote code included) into ``dest`` atomically.
 
     The snapshot goes to ``.<name>.partial`` beside ``dest`` and is renamed when
     complete; the partial folder is kept on failure, so the hub client resumes there.
+    ``check`` sees the complete partial folder first; what it raises leaves ``dest`` as it was.
     """
     try:
         from huggingface_hub import snapshot_download
@@ -175,6 +215,9 @@ def fetch_dnabert(dest: Path, *, revision: str | None) -> None:
             "huggingface_hub is not installed, so DNABERT-S cannot be fetched: pip install huggingface_hub "
             "(or 'virnucpro[download]'), or pass --skip-dnabert"
         ) from None
+    if revision is None:
+        click.echo("DNABERT-S: no revision pinned (--dnabert-revision, or DNABERT_S_REVISION in "
+                   "virnucpro_core/modelset.py); fetching the hub's latest", err=True)
     partial = dest.with_name(f".{dest.name}.partial")
     partial.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -186,17 +229,39 @@ def fetch_dnabert(dest: Path, *, revision: str | None) -> None:
         ) from None
     if not (partial / "config.json").is_file():
         raise ModelError(f"the {DEFAULT_DNABERT} snapshot in {partial} has no config.json; delete it and retry")
+    if check is not None:
+        try:
+            check(partial)
+        except ModelError:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
     if dest.exists():
         shutil.rmtree(dest)
     partial.replace(dest)
 
 
-def _folder_sha256(root: Path, folder: Path) -> dict[str, str]:
+def _folder_sha256(root: Path, folder: Path, *, as_folder: Path | None = None) -> dict[str, str]:
+    """SHA-256 of every file under ``folder`` by path relative to ``root``; ``as_folder``
+    names the files as if ``folder`` were there (a snapshot before its rename)."""
+    place = as_folder or folder
     return {
-        path.relative_to(root).as_posix(): sha256_file(path)
+        (place / path.relative_to(folder)).relative_to(root).as_posix(): sha256_file(path)
         for path in sorted(folder.rglob("*"))
         if path.is_file() and ".cache" not in path.relative_to(folder).parts
     }
+
+
+def check_dnabert_snapshot(directory: Path, snapshot: Path, recorded: dict[str, str]) -> None:
+    """A re-download of the same DNABERT-S revision must give the files recorded the first time."""
+    fresh = _folder_sha256(directory, snapshot, as_folder=directory / DNABERT_DIR)
+    changed = sorted(k for k in recorded if fresh.get(k) != recorded[k])
+    if changed:
+        raise ModelError(
+            f"the DNABERT-S snapshot differs from the one recorded in {MODELS_JSON} for the same revision "
+            f"({', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''}); the hub's files changed or the download is "
+            f"corrupt, so {directory / DNABERT_DIR} was not replaced: pin --dnabert-revision, or remove those entries "
+            f"from {MODELS_JSON} to accept the new files"
+        )
 
 
 def _validate_mlp(path: Path) -> None:
@@ -211,14 +276,14 @@ def _validate_mlp(path: Path) -> None:
 
 
 @models.command("download")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help=f"Models directory to fill [default: ${MODELS_ENV}].")
+@click.option("--models-dir", "--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help=f"Models directory to fill (--dir is an alias) [default: ${MODELS_ENV}].")
 @click.option("--model-type", type=click.Choice(["300", "500", "all"]), default="all", show_default=True,
               help="Which published MLP(s) to fetch.")
 @click.option("--skip-esm", is_flag=True, help="Do not fetch ESM-2 3B (5.7 GB); fair-esm's own cache is used instead.")
 @click.option("--skip-dnabert", is_flag=True, help="Do not fetch DNABERT-S; the Hugging Face cache is used instead.")
 @click.option("--skip-mlp", is_flag=True, help="Do not fetch the MLPs.")
-@click.option("--dnabert-revision", default=None, help="Hugging Face revision (commit) of DNABERT-S [latest].")
+@click.option("--dnabert-revision", default=None, help="Hugging Face revision (commit) of DNABERT-S [the pinned DNABERT_S_REVISION; the hub's latest while that is unset].")
 @click.option("--force", is_flag=True, help="Fetch again files that are already present.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def download(directory: Path | None, model_type: str, skip_esm: bool, skip_dnabert: bool, skip_mlp: bool,
@@ -226,12 +291,18 @@ def download(directory: Path | None, model_type: str, skip_esm: bool, skip_dnabe
     """Download the published models into a models directory.
 
     Files already present are kept (so an interrupted download resumes from the
-    next file); a file appears under its final name only once complete. SHA-256 of
-    every file is recorded in DIR/models.json, written last.
+    next file); a file appears under its final name only once complete. The MLPs
+    come from a fixed commit of the original repository and must match its git
+    object ids. SHA-256 of every file is recorded in DIR/models.json, written last;
+    a --force download that gives another checksum is an error and keeps the old file.
+
+    \b
+    Example:
+      virnucpro models download --models-dir ~/virnucpro-models
     """
     directory = directory if directory is not None else models_dir_from_env()
     if directory is None:
-        raise ConfigError(f"no models directory: pass --dir DIR or set {MODELS_ENV}")
+        raise ConfigError(f"no models directory: pass --models-dir DIR or set {MODELS_ENV}")
     directory = directory.expanduser().absolute()
     manifest = directory / MODELS_JSON
     previous: dict = {}
@@ -243,7 +314,7 @@ def download(directory: Path | None, model_type: str, skip_esm: bool, skip_dnabe
         if not isinstance(previous, dict):
             raise ModelError(f"{manifest} must hold a JSON object: fix or delete it")
         if previous.get("kind") == "tiny":
-            raise ConfigError(f"{directory} holds a tiny random model set: download the real models to another --dir")
+            raise ConfigError(f"{directory} holds a tiny random model set: download the real models to another --models-dir")
     model_types = MODEL_TYPES if model_type == "all" else (int(model_type),)
     created = [d for d in (directory, directory / "esm2", directory / MLP_DIR, directory / "dnabert") if not d.exists()]
     directory.mkdir(parents=True, exist_ok=True)
@@ -270,23 +341,36 @@ def _download_into(directory: Path, previous: dict, model_types: tuple[int, ...]
         dest = directory / item.relpath
         if dest.is_file() and not force:
             click.echo(f"{item.role}: {dest} already present")
+            if item.relpath not in sha:  # keep a recorded checksum: `list --verify` then shows a changed file
+                sha[item.relpath] = sha256_file(dest)
         else:
             click.echo(f"{item.role}: downloading {item.url}")
-            fetch_url(item.url, dest, progress=not quiet)
+            digests: list[str] = []
+            fetch_url(item.url, dest, progress=not quiet,
+                      check=lambda tmp, item=item: digests.append(check_download(item, tmp, sha.get(item.relpath))))
             if item.role.startswith("MLP"):
                 _validate_mlp(dest)
-        sha[item.relpath] = sha256_file(dest)
+            sha[item.relpath] = digests[0]
         sources[item.relpath] = item.url
+    revisions = dict(previous.get("revisions", {})) if isinstance(previous.get("revisions"), dict) else {}
     if not skip_dnabert:
         dest = directory / DNABERT_DIR
+        revision = dnabert_revision or modelset.DNABERT_S_REVISION
         if (dest / "config.json").is_file() and not force:
             click.echo(f"DNABERT-S: {dest} already present")
         else:
-            click.echo(f"DNABERT-S: downloading {DEFAULT_DNABERT} from the Hugging Face hub")
-            fetch_dnabert(dest, revision=dnabert_revision)
-        sha.update(_folder_sha256(directory, dest))
+            click.echo(f"DNABERT-S: downloading {DEFAULT_DNABERT}" + (f"@{revision}" if revision else "")
+                       + " from the Hugging Face hub")
+            same_revision = DNABERT_DIR in revisions and revisions[DNABERT_DIR] == revision
+            recorded = {k: v for k, v in sha.items() if k.startswith(DNABERT_DIR + "/")} if same_revision else {}
+            fetch_dnabert(dest, revision=revision,
+                          check=lambda snapshot: check_dnabert_snapshot(directory, snapshot, recorded))
+            for key in [k for k in sha if k.startswith(DNABERT_DIR + "/")]:
+                del sha[key]  # a new revision replaces the old files' records
+            revisions[DNABERT_DIR] = revision
+        sha.update({k: v for k, v in _folder_sha256(directory, dest).items() if k not in sha})
         sources[DNABERT_DIR] = f"https://huggingface.co/{DEFAULT_DNABERT}" + (
-            f"/tree/{dnabert_revision}" if dnabert_revision else "")
+            f"/tree/{revisions.get(DNABERT_DIR)}" if revisions.get(DNABERT_DIR) else "")
 
     doc = {"kind": "real"}
     for key in ("esm2", "dnabert"):
@@ -303,6 +387,8 @@ def _download_into(directory: Path, previous: dict, model_types: tuple[int, ...]
     doc["mlp"] = mlps
     doc["sha256"] = {k: v for k, v in sorted(sha.items()) if (directory / k).is_file()}
     doc["sources"] = dict(sorted(sources.items()))
+    if revisions:
+        doc["revisions"] = revisions
     write_json_atomic(manifest, doc)
     click.echo(f"wrote {manifest}; use --models-dir {directory} or set {MODELS_ENV}={directory}")
 
@@ -316,7 +402,11 @@ def _download_into(directory: Path, previous: dict, model_types: tuple[int, ...]
 @click.option("--verify", is_flag=True, help="Recompute SHA-256 of every file and compare with models.json; exit 1 on any problem.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_models(models_dir: Path | None, verify: bool, as_json: bool) -> None:
-    """Show what a models directory holds and what is missing."""
+    """Show what a models directory holds and what is missing.
+
+    Exits 1 when a file the set needs is missing (or, with --verify, when a checksum
+    differs), so scripts can check a models directory before a long run.
+    """
     models_dir = models_dir if models_dir is not None else models_dir_from_env()
     if models_dir is None:
         raise ConfigError(f"no models directory: pass --models-dir DIR or set {MODELS_ENV}")
@@ -344,8 +434,7 @@ def list_models(models_dir: Path | None, verify: bool, as_json: bool) -> None:
             click.echo(f"  {s.role:<28} {state:<22} {layout.relative(s.path)}")
         if layout.tiny:
             click.echo(TINY_BANNER)
-    if verify:
-        bad = [s for s in statuses if not s.ok]
-        if bad:
-            names = ", ".join(f"{layout.relative(s.path)} ({'missing' if not s.present else 'SHA-256 mismatch'})" for s in bad)
-            raise ModelError(f"{layout.root}: {names}; re-run `{layout.fetch_hint()}`")
+    bad = [s for s in statuses if not s.ok]  # a missing file always counts; a mismatch only when verified
+    if bad:
+        names = ", ".join(f"{layout.relative(s.path)} ({'missing' if not s.present else 'SHA-256 mismatch'})" for s in bad)
+        raise ModelError(f"{layout.root}: {names}; re-run `{layout.fetch_hint()}`")

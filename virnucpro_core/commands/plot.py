@@ -3,9 +3,13 @@
 The original ``drew_fig.py`` drew the first five sequences of the file with the
 larger of the two scores per frame at ``chunk number × 500``. This plots, for the top
 N sequences by viral chunks (then by best virus score), each chunk at its real
-position in bp (the chunking rule and the run's chunk size), at the height of its
-best virus score, coloured by the chunk's consensus call, with the threshold as a
-line: a prophage shows as a red plateau inside a blue host contig.
+position (the chunking rule and the run's chunk size; in kb, or Mb for long
+sequences) at the height of what the call uses: the chunk's *margin*, its best virus
+score minus its best non-virus score over its frames. The consensus rule calls a chunk
+virus when the margin is ≥ 0, so the line at 0 is the call boundary and the colour
+always agrees with the side of the line (a line at a virus score of 0.5 would not: a
+chunk with a 0.55 virus frame and a 0.6 others frame is called others). A prophage
+shows as a red plateau above 0 inside a blue host contig.
 
 matplotlib is an optional extra (``pip install 'virnucpro[plot]'``) and is imported
 only when the command runs.
@@ -40,6 +44,11 @@ class ChunkScore:
     @property
     def viral(self) -> bool:
         return self.max_virus >= self.max_others  # the original consensus rule
+
+    @property
+    def margin(self) -> float:
+        """Best virus minus best others: ≥ 0 exactly when the chunk is called virus."""
+        return self.max_virus - self.max_others
 
 
 def _import_matplotlib():
@@ -119,9 +128,19 @@ def chunk_positions(row, chunk_size: int | None) -> list[tuple[float, float]]:
     return spans
 
 
-def build_figure(rows: list, scores: dict[str, list[ChunkScore]], *, threshold: float, chunk_size: int | None):
-    """A matplotlib Figure (Agg canvas, no pyplot state) with one panel per summary row."""
+def position_scale(length: int) -> tuple[float, str]:
+    """Divisor and unit for an x axis in bp: Mb from 1 Mb on, kb below."""
+    return (1e6, "Mb") if length >= 1_000_000 else (1e3, "kb")
+
+
+def build_figure(rows: list, scores: dict[str, list[ChunkScore]], *, chunk_size: int | None):
+    """A matplotlib Figure (Agg canvas, no pyplot state) with one panel per summary row.
+
+    Data coordinates stay in bp (or chunk numbers); only the tick labels are scaled.
+    """
     Figure, FigureCanvasAgg = _import_matplotlib()
+    from matplotlib.ticker import FuncFormatter
+
     fig = Figure(figsize=(12, 1.2 + 2.1 * len(rows)), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows=len(rows), ncols=1, squeeze=False)[:, 0]
@@ -134,12 +153,17 @@ def build_figure(rows: list, scores: dict[str, list[ChunkScore]], *, threshold: 
                 ax.axvspan(start, end, color=UNSCORED_COLOUR, alpha=0.5, linewidth=0)
                 continue
             colour = VIRUS_COLOUR if chunk.viral else OTHERS_COLOUR
-            ax.plot([start, end], [chunk.max_virus, chunk.max_virus], color=colour, linewidth=2.5, solid_capstyle="butt")
-        ax.axhline(threshold, color="0.4", linestyle="--", linewidth=1)
-        ax.set_ylim(-0.03, 1.03)
+            ax.plot([start, end], [chunk.margin, chunk.margin], color=colour, linewidth=2.5, solid_capstyle="butt")
+        ax.axhline(0.0, color="0.4", linestyle="--", linewidth=1)
+        ax.set_ylim(-1.05, 1.05)
         ax.set_xlim(0, spans[-1][1] if spans else 1)
-        ax.set_ylabel("best virus score")
-        ax.set_xlabel("position (bp)" if chunk_size else "chunk")
+        ax.set_ylabel("virus − others\n(best frame scores)", fontsize=9)
+        if chunk_size:
+            scale, unit = position_scale(row.length)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos, scale=scale: f"{x / scale:g}"))
+            ax.set_xlabel(f"position ({unit})")
+        else:
+            ax.set_xlabel("chunk")
         ax.set_title(
             f"{row.sequence_id}: {row.call} ({row.viral_chunks}/{row.chunks_scored} scored chunks viral, "
             f"{row.length} bp)",
@@ -147,15 +171,14 @@ def build_figure(rows: list, scores: dict[str, list[ChunkScore]], *, threshold: 
             fontsize=11,
         )
         ax.spines[["top", "right"]].set_visible(False)
-        ax.ticklabel_format(style="plain", axis="x", useOffset=False)
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     handles = [
-        Line2D([], [], color=VIRUS_COLOUR, linewidth=2.5, label="chunk called virus"),
+        Line2D([], [], color=VIRUS_COLOUR, linewidth=2.5, label="chunk called virus (best virus ≥ best others)"),
         Line2D([], [], color=OTHERS_COLOUR, linewidth=2.5, label="chunk called others"),
         Patch(color=UNSCORED_COLOUR, alpha=0.5, label="no stop-free frame"),
-        Line2D([], [], color="0.4", linestyle="--", label=f"threshold {threshold:g}"),
+        Line2D([], [], color="0.4", linestyle="--", label="call boundary (margin 0)"),
     ]
     fig.legend(handles=handles, loc="outside lower center", fontsize=8, ncols=4, frameon=False)
     return fig
@@ -177,21 +200,19 @@ def write_png(fig, out: Path) -> None:
     help=f"PNG file to write [default: OUTDIR/{DEFAULT_PNG}].",
 )
 @click.option(
-    "--threshold", default=0.5, show_default=True, type=click.FloatRange(0.0, 1.0),
-    help="Score at which to draw the threshold line.",
-)
-@click.option(
     "--chunk-size", type=click.IntRange(min=1), default=None,
     help="Chunk size of the run in bp [default: identity.parameters.chunk_size in OUTDIR/run.json; "
     "without either, chunks are placed by number].",
 )
-def plot(outdir: Path, top: int, output: Path | None, threshold: float, chunk_size: int | None) -> None:
-    """Plot the virus score along the top N sequences of a finished run.
+def plot(outdir: Path, top: int, output: Path | None, chunk_size: int | None) -> None:
+    """Plot the call along the top N sequences of a finished run.
 
     Reads OUTDIR/sequence_summary.tsv and OUTDIR/prediction_results.txt. Each panel
-    shows one sequence: every chunk as a segment at its position, at the height of
-    its best virus score, red when the chunk is called virus; grey bands are chunks
-    without a stop-free frame. Useful for spotting prophages in host contigs.
+    shows one sequence: every chunk as a segment at its position (kb, or Mb), at the
+    height of its margin, best virus score minus best others score over its frames.
+    The original calls a chunk virus when that margin is >= 0, so segments above the
+    dashed line at 0 are red (virus) and those below blue (others); grey bands are
+    chunks without a stop-free frame. Useful for spotting prophages in host contigs.
 
     \b
     Example:
@@ -213,7 +234,7 @@ def plot(outdir: Path, top: int, output: Path | None, threshold: float, chunk_si
             f"{outdir / SUMMARY_NAME}: no sequence has a scored frame, so there is nothing to plot"
         )
     scores = collect_chunk_scores(outdir / PREDICTIONS_NAME, {row.sequence_id for row in rows})
-    fig = build_figure(rows, scores, threshold=threshold, chunk_size=chunk_size)
+    fig = build_figure(rows, scores, chunk_size=chunk_size)
     warning = manifest_warning(outdir)
     if warning:  # results of tiny random models say so on the figure too
         fig.suptitle(warning, color=VIRUS_COLOUR, fontsize=11, fontweight="bold")

@@ -48,7 +48,7 @@ def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | No
 
     \b
     Examples:
-      virnucpro models download --dir ~/virnucpro-models          # once, online
+      virnucpro models download --models-dir ~/virnucpro-models          # once, online
       virnucpro predict contigs.fa -o results --models-dir ~/virnucpro-models
       virnucpro predict reads.fq.gz -o results --model-type 300 --device cuda:1 --precision bf16
       virnucpro predict contigs.fa -o results --resume             # after an interruption (Ctrl-C, SIGTERM, a crash)

@@ -5,7 +5,8 @@ Layout (``format_version`` 1)::
     /ids          variable-length UTF-8 strings, shape (N,)
     /embeddings   float32, shape (N, dim), chunked and resizable along N
     attributes    format_version, created_by ("virnucpro <version>"), modality, dim,
-                  backend, version, package_version, model, extra (JSON object)
+                  backend, version, package_version, model, extra (JSON object),
+                  and warning when the rows mean nothing (random tiny models)
 
 IDs and embeddings live in one file so they can never drift apart, and a file exists
 under its final name only once complete: :class:`Hdf5Writer` writes to a temporary
@@ -254,6 +255,32 @@ class Hdf5Reader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+WARNING_ATTR = "warning"
+
+
+def set_warning(path: str | Path, text: str) -> None:
+    """Add the ``warning`` attribute to a finished file, in place (a few bytes of metadata;
+    callers do this before they record the file as done, so a crash here means the file is
+    made again), then fsync."""
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        f.attrs[WARNING_ATTR] = text
+    fsync_path(Path(path))
+
+
+def read_warning(path: str | Path) -> str | None:
+    """The ``warning`` attribute of an HDF5 embeddings file, or ``None`` (also for other files)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get(WARNING_ATTR)
+    except OSError:
+        return None
+    return _text(value) if value is not None else None
 
 
 def _text(value: Any) -> str:

@@ -1,6 +1,6 @@
 """The original VirNucPro ``torch.save`` layouts, read and written exactly.
 
-Three layouts, told apart by their keys (DESIGN §5):
+Three layouts, told apart by their keys (as the original's ``units.py`` saves them):
 
 * DNABERT-S (``modality="nucleotide"``):
   ``{'nucleotide': [ids], 'data': [{'label': id, 'mean_representation': [768 python floats]}]}``

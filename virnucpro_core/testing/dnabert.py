@@ -182,4 +182,9 @@ def write_tiny_dnabert(
         model.save_pretrained(directory)
     finally:
         hf_logging.enable_progress_bar()
+    from virnucpro_core.atomic import default_file_mode
+
+    for path in directory.rglob("*"):  # safetensors writes 0600 through a temporary file; the rest gets the umask's
+        if path.is_file():
+            path.chmod(default_file_mode())
     return directory

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import pytest
@@ -14,6 +16,7 @@ from virnucpro_dnabert_v1.loading import (
 )
 
 from virnucpro_core.errors import ModelError
+from virnucpro_core.hub import cache_dir
 
 HINT = "run `virnucpro models download` where there is network (it fills <models dir>/dnabert/DNABERT-S/)"
 
@@ -57,9 +60,114 @@ def test_uncached_hub_id_offline_is_one_line_model_error(monkeypatch):
     with pytest.raises(ModelError) as info:
         load_dnabert("virnucpro-tests/not-a-model", revision="0123abc")
     assert str(info.value) == (
-        "DNABERT-S model 'virnucpro-tests/not-a-model' at revision 0123abc is not in the Hugging Face cache "
-        f"and downloads are off (HF_HUB_OFFLINE is set); {HINT}, or give the path of a local model folder"
+        f"DNABERT-S model 'virnucpro-tests/not-a-model' at revision 0123abc is not in the Hugging Face cache "
+        f"({cache_dir()}) and downloads are off (HF_HUB_OFFLINE is set); {HINT}, or give the path of a local model folder"
     )
+
+
+#: nothing listens on the discard port of the loopback: connections are refused at once
+REFUSED = "http://127.0.0.1:9"
+
+
+def offline_env(tmp_path, **extra: str) -> dict[str, str]:
+    """This process's environment with an empty Hugging Face home and the hub unreachable."""
+    dropped = {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE"}  # and proxies: loopback is reached directly
+    env = {k: v for k, v in os.environ.items() if k not in dropped and not k.lower().endswith("_proxy")}
+    env.update(HF_HOME=str(tmp_path / "hf-home"), HF_ENDPOINT=REFUSED, **extra)
+    return env
+
+
+#: The command run in a subprocess after its heavy imports, timed from there: the time is the
+#: command's own (registry, probe, error), not interpreter start-up on a busy machine.
+TIMED_CLI = """
+import sys, time
+import torch, transformers, huggingface_hub
+from virnucpro_core.cli import main
+sys.argv = ["virnucpro", *sys.argv[1:]]
+start = time.monotonic()
+try:
+    main()
+finally:
+    print(f"{time.monotonic() - start:.3f}")
+"""
+
+
+def embed_by_hub_id(tmp_path, env: dict[str, str], *flags: str) -> tuple[subprocess.CompletedProcess, float]:
+    fasta = tmp_path / "n.fa"
+    fasta.write_text(">a\nACGTACGTAGCTAGCTAGCATCGATCGAT\n")
+    done = subprocess.run([sys.executable, "-c", TIMED_CLI, "embed", str(fasta), "--backend", "dnabert=v1",
+                           "--model", "zhihan1996/DNABERT-S", "-o", str(tmp_path / "n.h5"), "--device", "cpu", *flags],
+                          capture_output=True, text=True, env=env, timeout=300)
+    return done, float(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_an_unreachable_hub_fails_within_seconds_with_one_message(tmp_path, quiet):
+    """No cache and no network: one probe, then one line; the libraries' minute of retries
+    (two dozen warnings, each printed twice) must not happen, with or without -q."""
+    done, seconds = embed_by_hub_id(tmp_path, offline_env(tmp_path), *(["-q"] if quiet else []))
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    error = (f"Error: DNABERT-S model 'zhihan1996/DNABERT-S' is not in the Hugging Face cache ({tmp_path / 'hf-home' / 'hub'}) "
+             f"and {REFUSED} cannot be reached (")
+    assert lines[-1].startswith(error) and lines[-1].endswith(f"; {HINT}, or give the path of a local model folder")
+    if quiet:
+        assert len(lines) == 1, done.stderr
+    assert not any("Retry" in line or "thrown while requesting" in line for line in lines), done.stderr
+    assert "Traceback" not in done.stderr
+    # the libraries' retries alone sleep 1+2+4+8+8 s per file
+    assert seconds < 10, f"{seconds:.1f} s"
+    assert not (tmp_path / "n.h5").exists()
+
+
+def test_hf_hub_offline_fails_at_once_with_one_message(tmp_path):
+    done, seconds = embed_by_hub_id(tmp_path, offline_env(tmp_path, HF_HUB_OFFLINE="1"), "-q")
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"Error: DNABERT-S model 'zhihan1996/DNABERT-S' is not in the Hugging Face cache ({tmp_path / 'hf-home' / 'hub'}) "
+        f"and downloads are off (HF_HUB_OFFLINE is set); {HINT}, or give the path of a local model folder\n"
+    )
+    assert seconds < 10, f"{seconds:.1f} s"
+
+
+def test_a_cached_hub_id_loads_without_touching_the_network(tiny_dir, tmp_path, monkeypatch):
+    """A snapshot in the cache is used as it is: no request at all, the commit from its folder."""
+    import shutil
+    import socket
+
+    from huggingface_hub import constants
+
+    commit = "89abcdef0123456789abcdef0123456789abcdef"
+    root = tmp_path / "hub" / "models--virnucpro-tests--tiny"
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(commit)
+    shutil.copytree(tiny_dir, root / "snapshots" / commit)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    attempts: list[object] = []
+
+    def no_network(self, address):
+        attempts.append(address)
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    loaded = load_dnabert("virnucpro-tests/tiny")
+    assert attempts == []
+    assert loaded.commit == commit and loaded.model_id == "virnucpro-tests/tiny"
+    assert not loaded.model.training
+
+
+def test_remote_code_is_announced_before_it_runs(mosaic_dir, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="virnucpro_dnabert_v1.loading"):
+        loaded = load_dnabert(str(mosaic_dir))
+    assert loaded.remote_code
+    notices = [r.getMessage() for r in caplog.records if "running the model's own Python code" in r.getMessage()]
+    assert notices == [
+        "DNABERT-S: running the model's own Python code (trust_remote_code: mini_mosaic_layers.MiniMosaicModel) "
+        f"from {mosaic_dir}; only load models you trust (SECURITY.md)"
+    ]
 
 
 def test_unknown_attention_choice_is_rejected(tiny_dir):

@@ -9,10 +9,13 @@ you trust: that code runs in this process.
 
 What this module adds to ``from_pretrained``, each for a reason found in practice:
 
-- Offline first. ``HF_HUB_OFFLINE=1`` / ``TRANSFORMERS_OFFLINE=1`` turn into
-  ``local_files_only=True``; a model that is neither in the cache nor at the given
-  path becomes one :class:`~virnucpro_core.errors.ModelError` line saying where to put
-  it or how to fetch it.
+- Offline first, failing fast (:mod:`virnucpro_core.hub`). A hub id whose snapshot is
+  in the local cache loads from there without touching the network; otherwise
+  ``HF_HUB_OFFLINE=1`` / ``TRANSFORMERS_OFFLINE=1``, or a hub that does not answer one
+  short probe, is one :class:`~virnucpro_core.errors.ModelError` line within seconds
+  (not a minute of retries), saying where to put the model or how to fetch it.
+- A notice is logged before the model's own code is imported, naming the folder or
+  repository and revision it comes from.
 - Version trouble in the remote code becomes one line naming the installed
   transformers and the versions this loader is known to work with (see README).
 - transformers 5 builds models on the ``meta`` device before loading weights. The
@@ -36,13 +39,13 @@ What this module adds to ``from_pretrained``, each for a reason found in practic
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from virnucpro_core.errors import ModelError
+from virnucpro_core.hub import cached_snapshot, offline_requested, require_hub
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,6 @@ DEFAULT_MODEL = "zhihan1996/DNABERT-S"
 DOWNLOAD_HINT = "run `virnucpro models download` where there is network (it fills <models dir>/dnabert/DNABERT-S/)"
 #: Versions this loader was run with on the real DNABERT-2/-S remote code (tiny random weights); see README.
 KNOWN_GOOD_TRANSFORMERS = "4.29.2, 4.46.3 and 5.24.0"
-_TRUE = {"1", "true", "yes", "on"}
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,8 @@ class LoadedDnabert:
     remote_code: bool
 
 
-def offline_requested() -> bool:
-    """Whether the user asked Hugging Face libraries not to touch the network."""
-    return any(os.environ.get(name, "").strip().lower() in _TRUE for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+#: What a cached snapshot must hold to be used without the network.
+SNAPSHOT_FILES = ("config.json", ("*.safetensors", "*.bin"))
 
 
 def _is_local_reference(model: str) -> bool:
@@ -181,6 +182,9 @@ def _load_model(source: str, kwargs: dict[str, Any]) -> Any:
         return AutoModel.from_pretrained(source, config=config, trust_remote_code=True, **kwargs)
     from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
+    log.info("DNABERT-S: running the model's own Python code (trust_remote_code: %s) from %s%s; "
+             "only load models you trust (SECURITY.md)", reference, source,
+             f" at revision {kwargs['revision']}" if kwargs.get("revision") else "")
     model_class = get_class_from_dynamic_module(reference, source, **kwargs)
     return eager_init(model_class).from_pretrained(source, config=config, **kwargs)
 
@@ -213,6 +217,7 @@ def load_dnabert(model: str | None = None, *, revision: str | None = None, atten
     if attention not in ("torch", "triton"):
         raise ModelError(f"DNABERT-S attention {attention!r} is unknown; use 'torch' (default) or 'triton'")
     local = _is_local_reference(name)
+    cached_commit: str | None = None
     if local:
         folder = Path(name).expanduser()
         if not folder.is_dir():
@@ -227,8 +232,13 @@ def load_dnabert(model: str | None = None, *, revision: str | None = None, atten
             )
         source, kwargs = str(folder), {"local_files_only": True}
     else:
-        source = name
-        kwargs = {"revision": revision, "local_files_only": offline_requested()}
+        snapshot = cached_snapshot(name, revision, required=SNAPSHOT_FILES)
+        if snapshot is not None:  # no network needed, so none is touched
+            log.debug("DNABERT-S %s: cached snapshot %s", name, snapshot)
+            source, kwargs, cached_commit = str(snapshot), {"local_files_only": True}, snapshot.name
+        else:
+            require_hub(name, revision, what="DNABERT-S model", hint=f"{DOWNLOAD_HINT}, or give the path of a local model folder")
+            source, kwargs = name, {"revision": revision, "local_files_only": False}
 
     from transformers import AutoTokenizer
 
@@ -252,7 +262,7 @@ def load_dnabert(model: str | None = None, *, revision: str | None = None, atten
     # fp32 whatever the checkpoint's dtype or transformers' default dtype policy ("auto" in 5.x):
     # the published features are fp32; reduced precision is the embedder's autocast.
     loaded = loaded.float().eval()
-    commit = getattr(loaded.config, "_commit_hash", None)
+    commit = getattr(loaded.config, "_commit_hash", None) or cached_commit
     model_id = name if local or not revision else f"{name}@{revision}"
     log.info(
         "loaded DNABERT-S %s (commit %s, %s, transformers %s)",
