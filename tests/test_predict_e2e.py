@@ -385,6 +385,18 @@ def test_resume_from_stdin_is_refused(tmp_path, tiny_models):
     assert "INPUT is stdin, which cannot be checked against the previous run" in result.output
 
 
+def _write_finished_part(parts, ids):
+    """One finished checkpoint part: a parts folder without any part holds nothing to
+    resume and is discarded, so a refusal test needs a real one."""
+    import numpy as np
+
+    from virnucpro_core.formats.base import EmbeddingMeta
+    from virnucpro_core.formats.hdf5 import Hdf5Writer
+
+    with Hdf5Writer(parts / "part-000000.h5", EmbeddingMeta(dim=32, modality="protein", model="tiny")) as writer:
+        writer.write(list(ids), np.zeros((len(ids), 32), dtype=np.float32))
+
+
 def test_embed_resume_refuses_checkpoints_of_another_model(tmp_path, tiny_models):
     from virnucpro_core.testing import write_tiny_esm2
 
@@ -403,14 +415,7 @@ def test_embed_resume_refuses_checkpoints_of_another_model(tmp_path, tiny_models
     identity = {"input": describe_input(faa), "backend": "esm2=v1", "package_version": "0.1.0",
                 "model": str(tiny_models / tiny["esm2"]), "revision": None, "precision": "fp32", "max_length": None}
     _check_parts_identity(parts, identity, 10)
-    # ... and one finished part (a parts folder without any part holds nothing to resume and is discarded)
-    import numpy as np
-
-    from virnucpro_core.formats.base import EmbeddingMeta
-    from virnucpro_core.formats.hdf5 import Hdf5Writer
-
-    with Hdf5Writer(parts / "part-000000.h5", EmbeddingMeta(dim=32, modality="protein", model="tiny")) as writer:
-        writer.write([f"p{i}" for i in range(10)], np.zeros((10, 32), dtype=np.float32))
+    _write_finished_part(parts, [f"p{i}" for i in range(10)])
     result = CliRunner().invoke(cli, ["embed", str(faa), "--backend", "esm2=v1", "--model", str(other), "-o", str(out),
                                       "--resume", "-q", "--device", "cpu"])
     assert result.exit_code == 2
@@ -540,6 +545,7 @@ def test_embed_resume_with_other_batches_is_refused(tmp_path, tiny_models):
     identity = {"input": describe_input(faa), "backend": "esm2=v1", "package_version": "0.1.0", "model": model,
                 "revision": None, "precision": "fp32", "max_length": None, "batch_tokens": 512, "batch_size": None}
     _check_parts_identity(parts, identity, 10)
+    _write_finished_part(parts, [f"p{i}" for i in range(10)])
     args = ["embed", str(faa), "--backend", "esm2=v1", "--model", model, "-o", str(tmp_path / "p.h5"), "--resume", "-q",
             "--device", "cpu"]
     result = CliRunner().invoke(cli, args)
