@@ -81,8 +81,9 @@ def main() -> None:
                 rates[name].append(result.sequences / seconds)
                 startup += [w.startup_seconds for w in result.workers if w.startup_seconds]
                 print(f"  run {repeat + 1}: {name:<28} {seconds:7.2f} s  {result.sequences / seconds:8.1f} seq/s "
-                      f"{residues / seconds:9.0f} residues/s" + (f"  (per worker: {', '.join(f'{w.parts} parts' for w in result.workers)})"
-                                                                 if len(result.workers) > 1 else ""))
+                      f"{residues / seconds:9.0f} residues/s" + (
+                          f"  (per worker: {', '.join(f'{w.parts} parts, ready after {w.startup_seconds:.2f} s' for w in result.workers)})"
+                          if len(result.workers) > 1 else ""))
                 with Hdf5Reader(out) as reader:
                     outputs[name] = np.concatenate([b for _, b in reader.iter_batches()])
         names = list(setups)

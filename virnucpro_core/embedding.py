@@ -150,7 +150,7 @@ def embed_fasta(
     dim = outcome.dim or plan.dim
     model = outcome.model or plan.model
     seconds = time.monotonic() - start
-    if engine.shard is not None or (engine.dist is not None and not engine.dist.is_driver):
+    if engine.shard is not None:
         return EmbedResult(parts_dir, plan.total_records, int(dim or backend.dim), str(model or ""), outcome.computed,
                            len(plan.reused), seconds, plan=plan, complete=False, workers=outcome.stats)
     if dim is None:  # no records at all
