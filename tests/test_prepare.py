@@ -94,6 +94,11 @@ def test_random_inputs_match_the_original(tmp_path_factory, case, size):
     (work / "ours.fa").write_text(fasta(records, width))
     # The original crashes on empty records, so it gets the file without them.
     (work / "theirs.fa").write_text(fasta([r for r in records if r[1]], width))
+    if not any(seq for _, seq in records):  # no sequence data at all: refused, nothing written
+        with pytest.raises(InputError, match=r"ours.fa has \d+ record\(s\) but no sequence data"):
+            prepare_file(work / "ours.fa", work / "p", size)
+        assert listing(work / "p") == []
+        return
     ours = prepare_file(work / "ours.fa", work / "p", size)
     theirs = original_prepare(work / "theirs.fa", work / "o", size)
     assert outputs(ours) == tuple(path.read_bytes() for path in theirs)
@@ -314,6 +319,11 @@ def test_tiny_blocks_and_batches_give_the_original_outputs(tmp_path_factory, cas
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(seqio, "BLOCK_CHARS", block)
         patch.setattr(prepare, "BATCH_BASES", batch)
+        if not any(seq for _, seq in records):  # no sequence data at all: refused, nothing written
+            with pytest.raises(InputError, match="but no sequence data"):
+                prepare_file(work / "ours.fa", work / "p", size)
+            assert listing(work / "p") == []
+            return
         ours = prepare_file(work / "ours.fa", work / "p", size)
     theirs = original_prepare(work / "theirs.fa", work / "o", size)
     assert outputs(ours) == tuple(path.read_bytes() for path in theirs)

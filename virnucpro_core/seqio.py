@@ -31,6 +31,7 @@ import itertools
 import lzma
 import re
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator, NamedTuple, TextIO
@@ -240,7 +241,10 @@ class _Lines:
         return next(self._handle)
 
 
-_READ_ERRORS = (EOFError, OSError, lzma.LZMAError, gzip.BadGzipFile)
+#: What the decompressors raise for a damaged or truncated file: gzip raises ``zlib.error``
+#: for a corrupt deflate stream (after a valid header), ``BadGzipFile``/``EOFError`` for a
+#: bad header or trailer and a truncated stream; bz2 ``OSError``/``EOFError``; xz ``LZMAError``/``EOFError``.
+_READ_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
 #: Control characters (other than tab/CR/LF) and undecodable bytes: not a text file.
 _BINARY = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\udc80-\udcff]")
 
