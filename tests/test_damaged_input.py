@@ -151,7 +151,8 @@ def test_fuzzed_compressed_files_never_give_a_traceback(tmp_path_factory, data, 
     else:  # bytes that the checksums do not cover (e.g. gzip's mtime): the file is fine
         assert report.usable, report.problems
         assert sorted(p.name for p in outdir.iterdir()) == [
-            f"input_chunked500.fa", "input_identified_nucleotide.fa", "input_identified_protein.faa", "input_sequences.tsv"]
+            "input_chunked500.fa", "input_identified_nucleotide.fa", "input_identified_protein.faa", "input_sequences.tsv",
+            "run.json"]
     for problem in report.problems:
         assert "\n" not in problem
 
