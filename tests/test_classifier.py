@@ -113,9 +113,30 @@ def test_safe_load_gives_the_logits_the_saving_process_computed(originals):
     np.testing.assert_array_equal(logits, reference["logits"])
 
 
-def test_score_is_the_original_softmax_in_float32(originals):
-    reference = np.load(originals["published_ref"])
-    model = load_mlp(originals["published"])
+@pytest.fixture
+def torch_threads():
+    """Run a test at another torch thread count, restored afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [None, 1, 3])
+def test_score_is_the_original_softmax_in_float32(originals, tmp_path, torch_threads, threads):
+    """Bit for bit at any thread count: the reference is the original's forward in its own batches of 256.
+
+    A float32 matmul over the last 44 rows need not give the bits those rows get inside
+    one 300-row matmul (AVX-512 at 2 threads), nor the bits of another thread count
+    (MKL_CBWR=COMPATIBLE at 3 threads here), so the reference is computed as score()
+    computes: 256 + 44 rows, at the thread count of this process.
+    """
+    path, ref = originals["published"], originals["published_ref"]
+    if threads is not None:
+        torch_threads(threads)
+        path, ref = tmp_path / "500_model.pth", tmp_path / "ref.npz"
+        write_original_mlps([OriginalMLP(path, seed=7, reference=ref, n_reference=300, storage_location="cuda:0")])
+    reference = np.load(ref)
+    model = load_mlp(path)
     probabilities = score(model, reference["inputs"])  # 300 rows: two batches of the original 256
     assert probabilities.dtype == np.float32
     assert probabilities.shape == (300, 2)
