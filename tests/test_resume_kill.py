@@ -74,7 +74,10 @@ def uninterrupted(tmp_path_factory, lambda_fa, tiny_models) -> Path:
 
 def _interrupt_when_a_part_exists(command: list[str], parts: Path, sig: int) -> subprocess.CompletedProcess:
     """Run ``command`` and send ``sig`` once ``parts`` holds a finished part file; return how it ended."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A test runner started in the background of a non-interactive shell ignores SIGINT, and so would its
+    # children (Python then installs no KeyboardInterrupt handler): give the child the terminal's default.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 600
         while not any(parts.glob("part-*.h5")):

@@ -49,7 +49,7 @@ from virnucpro_core.seqio import (
     describe_bad_character,
     display_name,
     first_non_nucleotide,
-    format_fasta_batch,
+    format_fasta_joined,
     input_stem,
     is_binary_character,
     is_plain_sequence,
@@ -386,18 +386,23 @@ class _Emitter:
                     self.flush()
         else:
             for record_id, seq, length in zip(ids, seqs, lengths):
-                plan = chunk_plan(length, size)
-                self._rows.append(f"{record_id}\t{length}\t{plan.count}\n")
-                if length == 0:
-                    self._empty(record_id)
-                for k in range(plan.count):
-                    start = plan.start(k)
-                    chunk = seq[start : start + size]  # slicing clips the last chunk
-                    self._ids.append(f"{record_id}_chunk_{k + 1}")
-                    self._seqs.append(chunk)
-                    self._pending += len(chunk)
-                    if self._pending >= BATCH_BASES:
-                        self.flush()
+                count, step, extra = chunk_plan(length, size)
+                self._rows.append(f"{record_id}\t{length}\t{count}\n")
+                if count <= 1:
+                    if count:
+                        self._ids.append(f"{record_id}_chunk_1")
+                        self._seqs.append(seq)
+                        self._pending += length
+                    else:
+                        self._empty(record_id)
+                else:
+                    # A record in a block is at most a block long: cut it whole, then see whether the batch is full.
+                    starts = [k * step - min(k, extra) for k in range(count)]
+                    self._ids += [f"{record_id}_chunk_{k}" for k in range(1, count + 1)]
+                    self._seqs += [seq[start : start + size] for start in starts]  # slicing clips the last chunk
+                    self._pending += (count - 1) * size + length - starts[-1]  # every chunk but the last is whole
+                if self._pending >= BATCH_BASES:
+                    self.flush()
         if len(self._rows) >= 65536:  # many empty records: do not let the table pile up
             self.flush()
 
@@ -467,8 +472,10 @@ class _Emitter:
             ids, seqs = self._ids, self._seqs
             self._ids, self._seqs = [], []
             self._pending = 0
-            self.chunk_out.write(format_fasta_batch(ids, seqs))
-            nucleotide, protein, frames = identified_fasta(ids, "".join(seqs).upper(), list(map(len, seqs)))
+            joined = "".join(seqs)
+            lengths = list(map(len, seqs))
+            self.chunk_out.write(format_fasta_joined(ids, joined, lengths))
+            nucleotide, protein, frames = identified_fasta(ids, joined.upper(), lengths)
             self.nuc_out.write(nucleotide)
             self.prot_out.write(protein)
             self.chunks += len(ids)

@@ -530,6 +530,34 @@ def format_fasta_batch(titles: list[str], seqs: list[str], width: int = FASTA_WI
     return "".join(out)
 
 
+def format_fasta_joined(titles: list[str], joined: str, lengths: list[int], width: int = FASTA_WIDTH) -> str:
+    """:func:`format_fasta_batch` of records given as one string ``joined`` cut at ``lengths``.
+
+    The newlines of every line break are put in with one numpy insertion over the whole
+    batch, so each record costs one slice and one header. Text that is not ASCII (never
+    a checked nucleotide sequence) takes :func:`format_fasta_batch`.
+    """
+    import numpy as np
+
+    try:
+        data = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+    except UnicodeEncodeError:
+        offsets = list(itertools.accumulate(lengths, initial=0))
+        return format_fasta_batch(titles, [joined[a:b] for a, b in zip(offsets, offsets[1:])], width)
+    size = np.asarray(lengths, dtype=np.int64)
+    start = np.cumsum(size) - size
+    lines = -(-size // width)  # 0 for an empty record: its header alone, as Biopython writes it
+    after = np.cumsum(lines)  # newlines up to the end of each record
+    count = int(after[-1]) if after.size else 0
+    line = np.arange(count) - np.repeat(after - lines, lines)  # line number within its record
+    at = np.repeat(start, lines) + width * (line + 1)
+    at = np.minimum(at, np.repeat(start + size, lines))  # a record's last line ends where the record does
+    text = np.insert(data, at, 10).tobytes().decode("ascii")
+    begin = (start + after - lines).tolist()
+    end = (start + size + after).tolist()
+    return "".join([f">{title}\n{text[a:b]}" for title, a, b in zip(titles, begin, end)])
+
+
 def format_fasta_line(title: str, seq: str) -> str:
     """One FASTA record on two lines, as the original writes its identified frames."""
     return f">{title}\n{seq}\n"
