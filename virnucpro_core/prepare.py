@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from virnucpro_core.atomic import atomic_open
-from virnucpro_core.chunking import chunk_plan
+from virnucpro_core.chunking import chunk_count, chunk_plan, chunk_starts
 from virnucpro_core.errors import InputError
 from virnucpro_core.seqio import (
     RecordStream,
@@ -386,7 +386,7 @@ class _Emitter:
                     self.flush()
         else:
             for record_id, seq, length in zip(ids, seqs, lengths):
-                count, step, extra = chunk_plan(length, size)
+                count = chunk_count(length, size)
                 self._rows.append(f"{record_id}\t{length}\t{count}\n")
                 if count <= 1:
                     if count:
@@ -396,8 +396,8 @@ class _Emitter:
                     else:
                         self._empty(record_id)
                 else:
-                    # A record in a block is at most a block long: cut it whole, then see whether the batch is full.
-                    starts = [k * step - min(k, extra) for k in range(count)]
+                    # A whole record (a FASTA block holds it, or it is one FASTQ read) is cut in one go.
+                    starts = chunk_starts(length, size)
                     self._ids += [f"{record_id}_chunk_{k}" for k in range(1, count + 1)]
                     self._seqs += [seq[start : start + size] for start in starts]  # slicing clips the last chunk
                     self._pending += (count - 1) * size + length - starts[-1]  # every chunk but the last is whole
