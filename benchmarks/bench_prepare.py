@@ -1,13 +1,19 @@
 """Benchmark ``prepare``: speed against the original algorithm, and memory as the input grows.
 
     python benchmarks/bench_prepare.py [--size-mbp 4.6] [--chunk-size 500] [--scale 10] [--reads 100000]
+                                       [--assembly-mbp 52] [--assembly-records 7000]
 
 1. Speed: ``prepare_file`` and ``original_prepare`` (the original's algorithm re-stated,
    :mod:`virnucpro_core.testing.original`) on the same bacterial-sized genome in this
    process; prints Mbp/s of each and the ratio, and checks the outputs are identical.
 2. The same for short reads (``--reads`` reads of 150 bp, one FASTA line each, drawn
    from a genome), where the work per record rather than per base dominates.
-3. Memory: ``prepare_file`` in fresh subprocesses on that genome, on one record
+3. The same for an assembly: ``--assembly-records`` contigs holding ``--assembly-mbp``
+   Mbp, log-normal lengths between 500 bp and 200 kbp (median about 3.7 kbp, as
+   metagenome assemblies have), where the work per record and per chunk shows. Then the
+   same input through the command line against the original algorithm in a script, each
+   a fresh process: start-up (imports), fsync and rename included.
+4. Memory: ``prepare_file`` in fresh subprocesses on that genome, on one record
    ``--scale`` times longer (a chromosome) and on ``--scale`` genome records (a
    metagenome) holding the same bases; prints each peak RSS (the child's ``VmHWM``;
    its ``ru_maxrss`` would include this process's peak, see ``_CHILD``) and the differences to the genome's, which streaming keeps flat (limit +50 MB;
@@ -23,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import functools
 import gzip
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,6 +46,7 @@ SEED_GENOME = ROOT / "tests" / "data" / "genomes" / "hpylori_G27_first60kb.fa.gz
 MUTATION_RATE = 0.01
 
 
+@functools.lru_cache(maxsize=1)
 def seed_sequence() -> np.ndarray:
     with gzip.open(SEED_GENOME, "rt") as handle:
         seq = "".join(line.strip() for line in handle if not line.startswith(">"))
@@ -78,6 +87,32 @@ def write_fasta(path: Path, records: int, bases: int, *, joined: bool = False) -
                 rest = seq[end:]
 
 
+def assembly_lengths(total: int, records: int, seed: int, low: int = 500, high: int = 200_000) -> list[int]:
+    """``records`` contig lengths between ``low`` and ``high`` summing to ``total``: log-normal, as assemblies are.
+
+    Drawn with sigma 1.2 (a few long contigs hold much of the sequence, most are a few kb),
+    clipped to [low, high] and rescaled until the sum is ``total``.
+    """
+    rng = np.random.default_rng(seed)
+    lengths = rng.lognormal(mean=np.log(total / records) - 0.72, sigma=1.2, size=records)
+    for _ in range(50):
+        lengths = np.clip(lengths * (total / lengths.sum()), low, high)
+    lengths = np.round(lengths).astype(np.int64)
+    lengths[np.argmax(lengths < high)] += total - int(lengths.sum())  # the rounding remainder, on one contig
+    return lengths.tolist()
+
+
+def write_assembly(path: Path, total: int, records: int, seed: int = 11) -> list[int]:
+    """An assembly-like FASTA: ``records`` contigs (:func:`assembly_lengths`) of the synthetic genome, 60 bases a line."""
+    lengths = assembly_lengths(total, records, seed)
+    with open(path, "wb") as out:
+        for index, length in enumerate(lengths, start=1):
+            seq = synthetic_genome(length, seed=seed * 100_003 + index)
+            out.write(b">contig_%d length=%d cov=%.1f\n" % (index, length, 5 + index % 37))
+            out.write(b"\n".join(seq[i : i + 60] for i in range(0, length, 60)) + b"\n")
+    return lengths
+
+
 def write_reads(path: Path, count: int, length: int, seed: int) -> None:
     """``count`` reads of ``length`` bp from a seeded synthetic genome, one FASTA line each (as ``seqtk seq -a`` writes)."""
     genome = synthetic_genome(4_600_000, seed=seed + 1000)
@@ -104,6 +139,41 @@ except (OSError, StopIteration):
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"seconds": seconds, "bases": r.bases, "chunks": r.chunks, "frames": r.frames, "maxrss_kb": peak}))
 """
+
+
+_ORIGINAL_CLI = """
+import sys
+from pathlib import Path
+from virnucpro_core.testing.original import original_prepare
+original_prepare(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]))
+"""
+
+
+def compare_cli(label: str, path: Path, work: Path, args) -> bool:
+    """``virnucpro prepare`` and the original algorithm, each as a fresh process, interleaved; best of ``--repeat``."""
+    ours_s = theirs_s = float("inf")
+    for i in range(max(1, args.repeat)):
+        out = work / f"{label}_cli_ours{i}"
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "virnucpro_core", "prepare", str(path), "-o", str(out), "--chunk-size",
+                        str(args.chunk_size), "-q"], check=True, capture_output=True)
+        ours_s = min(ours_s, time.perf_counter() - start)
+        if args.skip_original:
+            continue
+        theirs = work / f"{label}_cli_theirs{i}"
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", _ORIGINAL_CLI, str(path), str(theirs), str(args.chunk_size)], check=True)
+        theirs_s = min(theirs_s, time.perf_counter() - start)
+    print(f"{label}: virnucpro prepare {ours_s:8.3f} s  (a fresh process: start-up, fsync and rename included; best of {args.repeat})")
+    if args.skip_original:
+        return True
+    names = [f"{path.stem}_chunked{args.chunk_size}.fa", f"{path.stem}_identified_nucleotide.fa", f"{path.stem}_identified_protein.faa"]
+    same = all(filecmp.cmp(out / n, theirs / n, shallow=False) for n in names)
+    print(f"{label}: original script   {theirs_s:8.3f} s  (a fresh process; best of {args.repeat})")
+    print(f"{label}: speed-up          {theirs_s / ours_s:8.1f}x   outputs identical: {same}")
+    if not same:
+        print(f"ERROR: {label}: command-line outputs differ from the original algorithm", file=sys.stderr)
+    return same
 
 
 def run_child(path: Path, outdir: Path, chunk_size: int) -> dict:
@@ -145,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-size", type=int, default=500, help="chunk size [500]")
     parser.add_argument("--scale", type=int, default=10, help="the memory test's large inputs hold this many genomes [10]")
     parser.add_argument("--reads", type=int, default=100_000, help="reads in the short-read test (150 bp each; 0 skips it) [100000]")
+    parser.add_argument("--assembly-mbp", type=float, default=52.0, help="bases of the assembly test, in Mbp (0 skips it) [52]")
+    parser.add_argument("--assembly-records", type=int, default=7000, help="contigs in the assembly test [7000]")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each; the best is reported [3]")
     parser.add_argument("--skip-original", action="store_true", help="only time prepare_file")
     args = parser.parse_args(argv)
@@ -174,6 +246,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"input: {args.reads} reads of 150 bp ({args.reads * 150 / 1e6:.1f} Mbp), one FASTA line each, "
                   "drawn from another synthetic genome")
             ok &= compare("reads ", reads, work, args, prepare_file, original_prepare, args.reads * 150)
+
+        if args.assembly_mbp:
+            assembly = work / "assembly.fa"
+            total = int(args.assembly_mbp * 1e6)
+            lengths = write_assembly(assembly, total, args.assembly_records)
+            print(f"input: synthetic assembly, {len(lengths)} contigs, {total / 1e6:.1f} Mbp, log-normal lengths "
+                  f"{min(lengths)}-{max(lengths)} bp (median {int(np.median(lengths))}), 60 bases a line")
+            ok &= compare("assembly", assembly, work, args, prepare_file, original_prepare, total)
+            ok &= compare_cli("assembly", assembly, work, args)
+            for stale in work.glob("assembly_*"):  # keep the temporary directory small for the memory test
+                shutil.rmtree(stale)
 
         chromosome = work / "chromosome_x.fa"
         genomes = work / "genomes_x.fa"

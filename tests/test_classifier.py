@@ -30,6 +30,7 @@ from virnucpro_core.classifier import (
 )
 from virnucpro_core.errors import InputError, ModelError
 from virnucpro_core.testing.mlp import OriginalMLP, write_original_mlps
+from virnucpro_core.testing.pickles import PAYLOAD_GLOBALS, hostile_payloads
 
 PUBLISHED_KEYS = [
     "hidden_layer.weight",
@@ -112,9 +113,30 @@ def test_safe_load_gives_the_logits_the_saving_process_computed(originals):
     np.testing.assert_array_equal(logits, reference["logits"])
 
 
-def test_score_is_the_original_softmax_in_float32(originals):
-    reference = np.load(originals["published_ref"])
-    model = load_mlp(originals["published"])
+@pytest.fixture
+def torch_threads():
+    """Run a test at another torch thread count, restored afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [None, 1, 3])
+def test_score_is_the_original_softmax_in_float32(originals, tmp_path, torch_threads, threads):
+    """Bit for bit at any thread count: the reference is the original's forward in its own batches of 256.
+
+    A float32 matmul over the last 44 rows need not give the bits those rows get inside
+    one 300-row matmul (AVX-512 at 2 threads), nor the bits of another thread count
+    (MKL_CBWR=COMPATIBLE at 3 threads here), so the reference is computed as score()
+    computes: 256 + 44 rows, at the thread count of this process.
+    """
+    path, ref = originals["published"], originals["published_ref"]
+    if threads is not None:
+        torch_threads(threads)
+        path, ref = tmp_path / "500_model.pth", tmp_path / "ref.npz"
+        write_original_mlps([OriginalMLP(path, seed=7, reference=ref, n_reference=300, storage_location="cuda:0")])
+    reference = np.load(ref)
+    model = load_mlp(path)
     probabilities = score(model, reference["inputs"])  # 300 rows: two batches of the original 256
     assert probabilities.dtype == np.float32
     assert probabilities.shape == (300, 2)
@@ -196,6 +218,42 @@ def test_crafted_files_of_the_old_formats_are_refused(tmp_path, writer):
     else:
         path.write_bytes(pickle.dumps(Payload(marker), protocol=2))
     _assert_refused(path, marker, "posix.system")
+
+
+def _prove_live(path: Path, marker: Path) -> None:
+    """The file really is an attack: an ordinary unpickling runs it (and writes the marker)."""
+    assert not marker.exists()
+    torch.load(path, weights_only=False)
+    assert marker.read_text() == "pwned"
+
+
+@pytest.mark.parametrize("name", sorted(hostile_payloads(Path("m"))))
+def test_payloads_torch_does_not_block_by_module_are_refused_and_never_run(tmp_path, main_mlp, name):
+    """exec/eval/getattr chains are not in torch's module blocklist (os, posix, sys): only our allow-list stops them."""
+    marker = tmp_path / "PWNED"
+    payload = hostile_payloads(marker)[name]
+    whole = tmp_path / "500_model.pth"
+    torch.save(payload, whole)
+    hidden = tmp_path / "300_model.pth"
+    model = main_mlp(8, 4, 2)
+    model.bn1.__dict__["eps"] = payload
+    torch.save(model, hidden)
+    legacy = tmp_path / "legacy_model.pth"
+    legacy.write_bytes(pickle.dumps(payload, protocol=2))
+    for path in (whole, hidden, legacy):
+        with pytest.raises(ModelError) as caught:
+            load_mlp(path)
+        message = str(caught.value)
+        assert message.startswith(f"refusing to load MLP file {path}: it references "), message
+        # a zip file is scanned for every global it names; for a plain pickle torch names the first, as it spells it
+        cited = PAYLOAD_GLOBALS[name] if path != legacy else (PAYLOAD_GLOBALS[name][0].removeprefix("builtins."),)
+        assert all(part in message for part in cited) and "\n" not in message, message
+        assert not marker.exists(), f"the {name} payload ran while loading {path.name}"
+    for path in (whole, hidden):
+        _prove_live(path, marker)
+        marker.unlink()
+    pickle.loads(legacy.read_bytes())
+    assert marker.read_text() == "pwned"
 
 
 def test_another_class_is_refused_even_without_a_payload(tmp_path):

@@ -61,6 +61,27 @@ def test_lambda_is_byte_identical_to_the_original_tool(tmp_path, size):
     assert result.sequences_tsv.read_text() == f"id\tlength\tchunks\ngi|9626243|ref|NC_001416.1|\t48502\t{result.chunks}\n"
 
 
+ORIGINAL_FORMAT = DATA / "original_format"
+
+
+def test_the_original_tools_own_outputs_on_orf_bearing_contigs_are_reproduced(tmp_path):
+    """Real original output with stop-free frames in several strands (not lambda): test_with_orfs.fa at 500 bp."""
+    source = tmp_path / "test_with_orfs.fa"
+    shutil.copy(ORIGINAL_FORMAT / "test_with_orfs.fa", source)
+    result = prepare_file(source, tmp_path / "out", 500)
+    assert result.chunked.read_bytes() == (ORIGINAL_FORMAT / "test_with_orfs_chunked500.fa").read_bytes()
+    assert result.nucleotide.read_bytes() == (ORIGINAL_FORMAT / "test_with_orfs_identified_nucleotide.fa").read_bytes()
+    assert result.protein.read_bytes() == (ORIGINAL_FORMAT / "test_with_orfs_identified_protein.faa").read_bytes()
+    assert result.frames == (ORIGINAL_FORMAT / "test_with_orfs_identified_protein.faa").read_text().count(">") > 0
+    # the same through the command line, and from a compressed copy
+    gz = tmp_path / "test_with_orfs.fa.gz"
+    gz.write_bytes(gzip.compress(source.read_bytes()))
+    cli_run = CliRunner().invoke(cli, ["prepare", str(gz), "-o", str(tmp_path / "cli"), "-q"])
+    assert cli_run.exit_code == 0, cli_run.output
+    for name in ("test_with_orfs_chunked500.fa", "test_with_orfs_identified_nucleotide.fa", "test_with_orfs_identified_protein.faa"):
+        assert (tmp_path / "cli" / name).read_bytes() == (ORIGINAL_FORMAT / name).read_bytes(), name
+
+
 ALPHABETS = ["ACGT", "ACG", "CGTa", "acgtn", "ACGTN", "ACGTRYKMSWBDHVN", "ACGNacgn", "AGCTNU-"]
 
 
@@ -94,6 +115,11 @@ def test_random_inputs_match_the_original(tmp_path_factory, case, size):
     (work / "ours.fa").write_text(fasta(records, width))
     # The original crashes on empty records, so it gets the file without them.
     (work / "theirs.fa").write_text(fasta([r for r in records if r[1]], width))
+    if not any(seq for _, seq in records):  # no sequence data at all: refused, nothing written
+        with pytest.raises(InputError, match=r"ours.fa has \d+ record\(s\) but no sequence data"):
+            prepare_file(work / "ours.fa", work / "p", size)
+        assert listing(work / "p") == []
+        return
     ours = prepare_file(work / "ours.fa", work / "p", size)
     theirs = original_prepare(work / "theirs.fa", work / "o", size)
     assert outputs(ours) == tuple(path.read_bytes() for path in theirs)
@@ -314,6 +340,11 @@ def test_tiny_blocks_and_batches_give_the_original_outputs(tmp_path_factory, cas
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(seqio, "BLOCK_CHARS", block)
         patch.setattr(prepare, "BATCH_BASES", batch)
+        if not any(seq for _, seq in records):  # no sequence data at all: refused, nothing written
+            with pytest.raises(InputError, match="but no sequence data"):
+                prepare_file(work / "ours.fa", work / "p", size)
+            assert listing(work / "p") == []
+            return
         ours = prepare_file(work / "ours.fa", work / "p", size)
     theirs = original_prepare(work / "theirs.fa", work / "o", size)
     assert outputs(ours) == tuple(path.read_bytes() for path in theirs)

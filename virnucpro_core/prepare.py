@@ -42,14 +42,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from virnucpro_core.atomic import atomic_open
-from virnucpro_core.chunking import chunk_plan
+from virnucpro_core.chunking import chunk_count, chunk_plan, chunk_starts
 from virnucpro_core.errors import InputError
 from virnucpro_core.seqio import (
     RecordStream,
     describe_bad_character,
     display_name,
     first_non_nucleotide,
-    format_fasta_batch,
+    format_fasta_joined,
     input_stem,
     is_binary_character,
     is_plain_sequence,
@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 
 #: Bases of chunk sequence translated per numpy batch (bounds memory, amortises overhead).
 BATCH_BASES = 1 << 19
+#: Empty records named one by one in the warnings (all are counted).
+EMPTY_NAMED = 5
 
 
 @dataclass(frozen=True)
@@ -101,10 +103,11 @@ def prepare_file(input: str | Path, outdir: Path, chunk_size: int = 500, *, prog
 
     ``progress`` shows a tqdm bar of bases processed on stderr when it is a terminal.
 
-    Raises :class:`InputError` for an empty file, a file without records, binary data,
-    a non-nucleotide (e.g. protein) record, or a duplicated record ID; nothing is left
-    in ``outdir`` then. Empty records are skipped with a warning (the original crashes
-    on them) and still listed in the table with 0 chunks.
+    Raises :class:`InputError` for an empty file, a file without records, a file whose
+    records are all empty (no sequence data at all), a damaged compressed file, binary
+    data, a non-nucleotide (e.g. protein) record, or a duplicated record ID; nothing is
+    left in ``outdir`` then. Empty records among real ones are skipped with a warning
+    (the original crashes on them) and still listed in the table with 0 chunks.
     """
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
@@ -130,6 +133,8 @@ def prepare_file(input: str | Path, outdir: Path, chunk_size: int = 500, *, prog
                 second = input
             stream.close()
             checker.seen.clear()  # pass 2 needs the lengths only
+            if not any(lengths):
+                raise _no_sequence(stream.name, len(lengths))
         handles = [stack.enter_context(atomic_open(path)) for path in paths]
         bar = None
         if progress:
@@ -146,11 +151,22 @@ def prepare_file(input: str | Path, outdir: Path, chunk_size: int = 500, *, prog
                 _emit_fasta(again, lengths, emitter)
         else:
             _emit_fastq(stream, checker, emitter)
+            if not emitter.bases:
+                raise _no_sequence(stream.name, emitter.sequences)
         emitter.flush()
+    # Logged once the run has succeeded: a file refused for having no sequence at all gets its one line only.
+    for record_id in emitter.empty_ids:
+        log.warning("%s: record '%s' is empty (length 0); skipped", name, record_id)
     if emitter.empty_skipped:
         log.warning("%s: skipped %d empty record(s) (length 0); they are listed in %s with 0 chunks",
                     name, emitter.empty_skipped, paths[3].name)
     return PrepareResult(*paths, emitter.sequences, emitter.bases, emitter.chunks, emitter.frames, emitter.empty_skipped)
+
+
+def _no_sequence(name: str, records: int) -> InputError:
+    """The error for a file whose records are all empty: nothing to chunk, embed or score."""
+    return InputError(f"{name} has {records} record(s) but no sequence data (every record is empty); "
+                      "give a FASTA or FASTQ file with at least one sequence")
 
 
 @contextlib.contextmanager
@@ -334,6 +350,7 @@ class _Emitter:
         self.tsv_out.write("id\tlength\tchunks\n")
         self.bar = bar
         self.sequences = self.bases = self.chunks = self.frames = self.empty_skipped = 0
+        self.empty_ids: list[str] = []  # the first EMPTY_NAMED empty records, warned about at the end
         self._ids: list[str] = []  # the current batch of chunks
         self._seqs: list[str] = []
         self._rows: list[str] = []  # sequence-table rows not yet written
@@ -369,18 +386,23 @@ class _Emitter:
                     self.flush()
         else:
             for record_id, seq, length in zip(ids, seqs, lengths):
-                plan = chunk_plan(length, size)
-                self._rows.append(f"{record_id}\t{length}\t{plan.count}\n")
-                if length == 0:
-                    self._empty(record_id)
-                for k in range(plan.count):
-                    start = plan.start(k)
-                    chunk = seq[start : start + size]  # slicing clips the last chunk
-                    self._ids.append(f"{record_id}_chunk_{k + 1}")
-                    self._seqs.append(chunk)
-                    self._pending += len(chunk)
-                    if self._pending >= BATCH_BASES:
-                        self.flush()
+                count = chunk_count(length, size)
+                self._rows.append(f"{record_id}\t{length}\t{count}\n")
+                if count <= 1:
+                    if count:
+                        self._ids.append(f"{record_id}_chunk_1")
+                        self._seqs.append(seq)
+                        self._pending += length
+                    else:
+                        self._empty(record_id)
+                else:
+                    # A whole record (a FASTA block holds it, or it is one FASTQ read) is cut in one go.
+                    starts = chunk_starts(length, size)
+                    self._ids += [f"{record_id}_chunk_{k}" for k in range(1, count + 1)]
+                    self._seqs += [seq[start : start + size] for start in starts]  # slicing clips the last chunk
+                    self._pending += (count - 1) * size + length - starts[-1]  # every chunk but the last is whole
+                if self._pending >= BATCH_BASES:
+                    self.flush()
         if len(self._rows) >= 65536:  # many empty records: do not let the table pile up
             self.flush()
 
@@ -440,8 +462,8 @@ class _Emitter:
 
     def _empty(self, record_id: str) -> None:
         self.empty_skipped += 1
-        level = logging.WARNING if self.empty_skipped <= 5 else logging.DEBUG
-        log.log(level, "%s: record '%s' is empty (length 0); skipped", self.name, record_id)
+        if len(self.empty_ids) < EMPTY_NAMED:
+            self.empty_ids.append(record_id)
 
     def flush(self) -> None:
         self.tsv_out.write("".join(self._rows))
@@ -450,8 +472,10 @@ class _Emitter:
             ids, seqs = self._ids, self._seqs
             self._ids, self._seqs = [], []
             self._pending = 0
-            self.chunk_out.write(format_fasta_batch(ids, seqs))
-            nucleotide, protein, frames = identified_fasta(ids, "".join(seqs).upper(), list(map(len, seqs)))
+            joined = "".join(seqs)
+            lengths = list(map(len, seqs))
+            self.chunk_out.write(format_fasta_joined(ids, joined, lengths))
+            nucleotide, protein, frames = identified_fasta(ids, joined.upper(), lengths)
             self.nuc_out.write(nucleotide)
             self.prot_out.write(protein)
             self.chunks += len(ids)

@@ -31,6 +31,7 @@ import itertools
 import lzma
 import re
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator, NamedTuple, TextIO
@@ -240,7 +241,10 @@ class _Lines:
         return next(self._handle)
 
 
-_READ_ERRORS = (EOFError, OSError, lzma.LZMAError, gzip.BadGzipFile)
+#: What the decompressors raise for a damaged or truncated file: gzip raises ``zlib.error``
+#: for a corrupt deflate stream (after a valid header), ``BadGzipFile``/``EOFError`` for a
+#: bad header or trailer and a truncated stream; bz2 ``OSError``/``EOFError``; xz ``LZMAError``/``EOFError``.
+_READ_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
 #: Control characters (other than tab/CR/LF) and undecodable bytes: not a text file.
 _BINARY = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\udc80-\udcff]")
 
@@ -524,6 +528,34 @@ def format_fasta_batch(titles: list[str], seqs: list[str], width: int = FASTA_WI
         else:
             append(f">{title}\n" + "\n".join(map(seq.__getitem__, _line_slices(n, width))) + "\n")
     return "".join(out)
+
+
+def format_fasta_joined(titles: list[str], joined: str, lengths: list[int], width: int = FASTA_WIDTH) -> str:
+    """:func:`format_fasta_batch` of records given as one string ``joined`` cut at ``lengths``.
+
+    The newlines of every line break are put in with one numpy insertion over the whole
+    batch, so each record costs one slice and one header. Text that is not ASCII (never
+    a checked nucleotide sequence) takes :func:`format_fasta_batch`.
+    """
+    import numpy as np
+
+    try:
+        data = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+    except UnicodeEncodeError:
+        offsets = list(itertools.accumulate(lengths, initial=0))
+        return format_fasta_batch(titles, [joined[a:b] for a, b in zip(offsets, offsets[1:])], width)
+    size = np.asarray(lengths, dtype=np.int64)
+    start = np.cumsum(size) - size
+    lines = -(-size // width)  # 0 for an empty record: its header alone, as Biopython writes it
+    after = np.cumsum(lines)  # newlines up to the end of each record
+    count = int(after[-1]) if after.size else 0
+    line = np.arange(count) - np.repeat(after - lines, lines)  # line number within its record
+    at = np.repeat(start, lines) + width * (line + 1)
+    at = np.minimum(at, np.repeat(start + size, lines))  # a record's last line ends where the record does
+    text = np.insert(data, at, 10).tobytes().decode("ascii")
+    begin = (start + after - lines).tolist()
+    end = (start + size + after).tolist()
+    return "".join([f">{title}\n{text[a:b]}" for title, a, b in zip(titles, begin, end)])
 
 
 def format_fasta_line(title: str, seq: str) -> str:

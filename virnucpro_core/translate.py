@@ -14,12 +14,14 @@ What the original does per chunk (``translate_dna`` / ``identify_seq`` after
   (forward, ``o`` the frame offset) or the same slice of the reverse complement, i.e.
   3·aa + 1 bases, clipped to the chunk (an off-by-one the models were trained with).
 
-How it is made fast: a batch of chunks is joined into one string and translated once
-in its three forward and three reverse frames with numpy (a 125-entry codon table over
-base-5 codes, 0 marking a codon with a non-ACGT letter, the sorted positions of stops
-and of dropped codons). Each chunk-frame is then a slice of one of those global frames,
-and strings are built only for the stop-free frames. Slices never cross a chunk
-boundary, so joining unrelated chunks is safe.
+How it is made fast: a batch of chunks is joined into one string, coded as base-5
+codon numbers once (0-124, a digit 4 for any non-ACGT letter), and the positions of
+stop codons on both strands and of dropped codons are found over the whole batch with
+``bytes.translate`` and numpy. A chunk-frame is a range of codon positions, so whether
+it holds a stop is a binary search; amino acids are looked up only for the stop-free
+chunk-frames, which are few (most frames of a 300-500 bp chunk hold a stop). Ranges
+never cross a chunk boundary, so joining unrelated chunks is safe. :func:`six_frames`
+translates whole strands (``_Strand``) instead, a second, independent implementation.
 """
 
 from __future__ import annotations
@@ -83,8 +85,7 @@ def _codons(text: str):
     """Codon number at every start position of ``text`` (length ``len(text) - 2``)."""
     import numpy as np
 
-    code = _tables()[0]
-    digits = code[np.frombuffer(text.encode("ascii", errors="replace"), dtype=np.uint8)]
+    digits = np.frombuffer(text.encode("ascii", errors="replace").translate(_digit_bytes()), dtype=np.uint8)
     if digits.shape[0] < 3:
         return digits[:0]
     codon = digits[:-2] * 25
@@ -209,52 +210,110 @@ def _kept_frames(text: str, lengths: Sequence[int]):
     """Where the stop-free, non-empty chunk-frames are; None when there is nothing to translate.
 
     Returns ``(nucleotide text, protein text, frames)``: the forward strand followed by
-    its reverse complement, their translations likewise joined (``\\0`` marks a dropped
-    codon), and for each of the six frames that keeps any chunk ``(frame number 0-5,
-    chunk rows, nucleotide start, end, protein start, end, has-dropped-codon)`` as arrays
-    indexing those texts.
+    its reverse complement; the proteins of the kept chunk-frames only, joined (``\\0``
+    marks a dropped codon); and for each of the six frames that keeps any chunk
+    ``(frame number 0-5, chunk rows, nucleotide start, end, protein start, end,
+    has-dropped-codon)`` as arrays indexing those texts.
+
+    Most chunk-frames hold a stop, so only stops and dropped codons are located over the
+    whole batch (one table lookup per codon, at C speed); amino acids are looked up for
+    the codons of kept frames alone. Codon ``p`` of a strand is keyed
+    ``(p % 3) * width + p // 3``, so the codons of a chunk-frame are one key range and
+    counting the stops in it is two binary searches. The reverse strand's codon ``j`` is
+    the reverse complement of forward codon ``n - 1 - j``.
     """
     import numpy as np
 
     if not len(lengths):
         return None
-    _, amino, rc_amino = _tables()
     codons = _codons(text)
+    n = codons.shape[0]
+    if n == 0:
+        return None
     total = len(text)
     lengths = np.asarray(lengths, dtype=np.int64)
     ends = np.cumsum(lengths)
     if ends[-1] != total:
         raise ValueError(f"chunk lengths add up to {int(ends[-1])}, but the text has {total} characters")
     starts = ends - lengths
-    ambiguous = _has_ambiguous(text)
-    forward, reverse = _Strand(codons, amino, False, ambiguous), _Strand(codons, rc_amino, True, ambiguous)
-    if not forward.protein:
-        return None
-    # One text per kind, both strands joined: a reverse-strand slice is offset by the forward one's length.
-    nuc_text = text + text.translate(_COMPLEMENT)[::-1]
-    prot_text = forward.protein + reverse.protein
+    width = -(-n // 3)
+    flag_bytes, amino_bytes, rc_amino_bytes = _flag_tables()
+    flags = np.frombuffer(codons.tobytes().translate(flag_bytes), dtype=np.uint8)
+    marked = np.flatnonzero(flags.view(np.bool_))  # a bool view: numpy's fast path for nonzero
+    kinds = flags[marked]
+
+    def keys(positions):
+        """The sorted keys of ascending codon positions (ascending within each ``p % 3`` class already)."""
+        residue = positions % 3
+        return np.concatenate([positions[residue == r] // 3 + r * width for r in range(3)])
+
+    dropped_at = marked[(kinds & _DROPPED) != 0]
+    strands = (
+        (keys(marked[(kinds & _FORWARD_STOP) != 0]), keys(dropped_at), starts, 0),
+        (keys(n - 1 - marked[(kinds & _REVERSE_STOP) != 0][::-1]), keys(n - 1 - dropped_at[::-1]), total - ends, total),
+    )
     frames = []
-    for number, (strand, chunk_at, nuc_offset, prot_offset) in enumerate(
-        ((forward, starts, 0, 0), (reverse, total - ends, total, len(forward.protein)))
-    ):
+    protein_parts = []
+    protein_at = 0
+    no_key = np.iinfo(np.int64).max
+    for number, (stops, dropped_keys, chunk_at, nuc_offset) in enumerate(strands):
+        next_stop = np.append(stops, no_key)  # next_stop[searchsorted(stops, k)]: the first stop key >= k
         for offset in range(3):
             at = chunk_at + offset  # where the chunk-frame's first codon starts on this strand
             count = np.maximum((lengths - offset) // 3, 0)
-            k0 = np.where(count > 0, (at % 3) * strand.width + at // 3, 0)
+            k0 = np.where(count > 0, (at % 3) * width + at // 3, 0)
             k1 = k0 + count
-            stops = strand.count(strand.stops, k0, k1)
-            dropped = strand.count(strand.dropped, k0, k1)
-            kept = count - dropped
-            (rows,) = np.nonzero((stops == 0) & (kept > 0))
+            has_stop = next_stop[np.searchsorted(stops, k0)] < k1
+            if dropped_keys.size:
+                dropped = np.searchsorted(dropped_keys, k1) - np.searchsorted(dropped_keys, k0)
+                kept = count - dropped
+            else:  # only A, C, G and T in the batch: no codon is dropped
+                dropped, kept = np.zeros_like(count), count
+            (rows,) = np.nonzero(~has_stop & (kept > 0))
             if rows.size == 0:
                 continue
-            nuc_start = at[rows]
+            first, size = at[rows], count[rows]
+            # The codon positions of every kept chunk-frame, back to back: first, first+3, ... for each.
+            bounds = np.cumsum(size)
+            positions = np.repeat(first - 3 * (bounds - size), size) + 3 * np.arange(int(bounds[-1]))
+            if number:
+                positions = n - 1 - positions
+            table = rc_amino_bytes if number else amino_bytes
+            protein_parts.append(codons[positions].tobytes().translate(table))
+            nuc_start = first + nuc_offset
             nuc_end = nuc_start + np.minimum(lengths[rows] - offset, 3 * kept[rows] + 1)
-            frames.append((3 * number + offset, rows, nuc_start + nuc_offset, nuc_end + nuc_offset,
-                           k0[rows] + prot_offset, k1[rows] + prot_offset, dropped[rows] > 0))
+            prot_start = protein_at + bounds - size
+            frames.append((3 * number + offset, rows, nuc_start, nuc_end, prot_start, protein_at + bounds,
+                           dropped[rows] > 0))
+            protein_at += int(bounds[-1])
     if not frames:
         return None
-    return nuc_text, prot_text, frames
+    nuc_text = text + reverse_complement(text)
+    return nuc_text, b"".join(protein_parts).decode("latin-1"), frames
+
+
+@cache
+def _digit_bytes() -> bytes:
+    """:func:`_tables`' base -> digit table for ``bytes.translate`` (faster than numpy indexing)."""
+    return bytes(_tables()[0].tolist())
+
+
+@cache
+def _flag_tables() -> tuple[bytes, bytes, bytes]:
+    """Per codon number (0-124, see :func:`_tables`): stop/dropped flags and amino acids as ``bytes.translate`` tables."""
+    _, amino, rc_amino = _tables()
+    flags = bytearray(256)
+    for number in range(125):
+        if amino[number] == ord("*"):
+            flags[number] |= _FORWARD_STOP
+        if rc_amino[number] == ord("*"):
+            flags[number] |= _REVERSE_STOP
+        if number // 25 == 4 or number // 5 % 5 == 4 or number % 5 == 4:
+            flags[number] |= _DROPPED
+    return bytes(flags), bytes(amino.tolist()) + bytes(131), bytes(rc_amino.tolist()) + bytes(131)
+
+
+_FORWARD_STOP, _REVERSE_STOP, _DROPPED = 1, 2, 4
 
 
 _ACGT = b"ACGT"

@@ -2,7 +2,8 @@
 
 :func:`validate_file` reads the whole file once, streaming, and never raises for a
 problem in the content: it reports it. ``problems`` are what ``prepare`` would refuse
-(``usable`` is False then); ``warnings`` are what it accepts but the user should know
+(``usable`` is False then), among them a file with records but no sequence data at
+all; ``warnings`` are what it accepts but the user should know
 (empty records it will skip, many ambiguous bases, RNA, sequences far shorter than a
 chunk).
 """
@@ -157,7 +158,10 @@ def validate_file(path: str | Path) -> ValidationReport:
         )
     if records == 0 and not problems:
         problems.append(f"{name} contains no records")
-    if empty_count:
+    if records and empty_count == records:
+        problems.append(f"{name} has {records} record(s) but no sequence data (every record is empty); "
+                        "prepare refuses it: give a FASTA or FASTQ file with at least one sequence")
+    elif empty_count:
         warnings.append(f"{empty_count} empty record(s), e.g. {_ids(empty)}: prepare skips them")
     if empty_id:
         warnings.append(f"{empty_id} record(s) with an empty ID (a bare '>' line): their chunks are named '_chunk_<k>'")

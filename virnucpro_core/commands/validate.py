@@ -19,12 +19,13 @@ def validate(input_path: str, as_json: bool) -> None:
 
     \b
     Problems (the file is not usable):
-      - empty file, no records, binary data, text that is neither FASTA nor FASTQ
+      - empty file, no records, records that are all empty (no sequence at all)
+      - a damaged or truncated .gz/.bz2/.xz file, binary data, text that is neither FASTA nor FASTQ
       - malformed FASTQ (quality shorter or longer than the sequence)
       - letters that are not IUPAC nucleotide codes (e.g. a protein FASTA)
       - duplicate record IDs (chunk IDs would be ambiguous)
     Warnings (accepted, but worth knowing):
-      - empty records (skipped), many N/ambiguous bases (codons with them are dropped),
+      - empty records among real ones (skipped), many N/ambiguous bases (codons with them are dropped),
         RNA (U), sequences shorter than 300 bp (one short chunk each)
 
     \b

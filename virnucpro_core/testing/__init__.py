@@ -15,7 +15,8 @@ are laid out, for the tests of the core and of every plugin:
 Their predictions mean nothing. Nothing here is imported by the CLI at start-up, and
 the factory modules import torch, fair-esm and transformers only when a factory runs,
 so importing this package is cheap. (``testing.contract`` holds the embedder contract
-checks; ``testing.original`` other helpers' fixtures.)
+checks; ``testing.original`` other helpers' fixtures; ``testing.pickles`` hostile pickle
+payloads for the tests of every model loader.)
 """
 
 from virnucpro_core.testing.dnabert import write_tiny_dnabert

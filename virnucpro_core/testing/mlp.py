@@ -10,7 +10,10 @@ the original would have produced, not something our own loader shaped.
 
 Optionally the process also writes reference inputs, logits and softmax
 probabilities it computed itself (an ``.npz``), for tests that compare our safe
-loader against the original class's forward.
+loader against the original class's forward. Those are computed the way they are
+compared: in batches of the original's 256 rows (``reference_batch``) and at the
+calling process's torch thread count, because a float32 matmul is bit-identical only
+for the same batch shape, and not across thread counts on every CPU.
 """
 
 from __future__ import annotations
@@ -72,11 +75,18 @@ def write(args):
     torch.save(model, args["path"])
 
     if args["reference"]:
+        torch.set_num_threads(args["threads"])
         generator = torch.Generator().manual_seed(args["seed"] + 1)
         inputs = torch.randn(args["n_reference"], args["input_dim"], generator=generator)
+        # In the original's batches (DataLoader, batch_size rows at a time): a matmul over 44
+        # rows need not give the bits the same rows get inside a 300-row one.
+        logits, probabilities = [], []
         with torch.no_grad():
-            logits = model(inputs)
-            probabilities = F.softmax(logits, dim=1)
+            for start in range(0, args["n_reference"], args["batch_size"]):
+                batch_logits = model(inputs[start : start + args["batch_size"]])
+                logits.append(batch_logits)
+                probabilities.append(F.softmax(batch_logits, dim=1))
+        logits, probabilities = torch.cat(logits), torch.cat(probabilities)
         with open(args["reference"], "wb") as handle:
             np.savez(handle, inputs=inputs.numpy(), logits=logits.numpy(), probabilities=probabilities.numpy())
 
@@ -96,6 +106,7 @@ def write_original_mlp(
     reference: Path | None = None,
     n_reference: int = 16,
     storage_location: str = "cpu",
+    reference_batch: int = 256,
 ) -> Path:
     """Save a seeded random MLP as ``torch.save(model)`` from a ``__main__`` script.
 
@@ -103,10 +114,13 @@ def write_original_mlp(
     ``(n_reference, input_dim)`` and the ``logits`` and ``probabilities`` the
     saving process computed for them in eval mode. ``storage_location`` tags the
     saved tensors as a GPU save would (``"cuda:0"``, as the published files, trained
-    on a GPU, may be) while computing on the CPU. Both files are written atomically.
-    Returns ``path``.
+    on a GPU, may be) while computing on the CPU. The reference is computed
+    ``reference_batch`` rows at a time (the original's 256, as
+    :func:`virnucpro_core.classifier.score` does) at this process's torch thread count.
+    Both files are written atomically. Returns ``path``.
     """
-    spec = OriginalMLP(Path(path), input_dim, hidden_dim, num_class, seed, reference, n_reference, storage_location)
+    spec = OriginalMLP(Path(path), input_dim, hidden_dim, num_class, seed, reference, n_reference, storage_location,
+                       reference_batch)
     write_original_mlps([spec])
     return Path(path)
 
@@ -123,10 +137,14 @@ class OriginalMLP:
     reference: Path | None = None
     n_reference: int = 16
     storage_location: str = "cpu"
+    reference_batch: int = 256
 
 
 def write_original_mlps(specs: list[OriginalMLP]) -> list[Path]:
     """Write several original-style MLPs from one subprocess (one torch start-up)."""
+    import torch
+
+    threads = torch.get_num_threads()  # the reference is computed as the caller will recompute it
     with contextlib.ExitStack() as stack:
         args = []
         for spec in specs:
@@ -145,6 +163,8 @@ def write_original_mlps(specs: list[OriginalMLP]) -> list[Path]:
                     "seed": spec.seed,
                     "n_reference": spec.n_reference,
                     "location": spec.storage_location,
+                    "batch_size": spec.reference_batch,
+                    "threads": threads,
                 }
             )
         done = subprocess.run(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import pickle
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 from virnucpro_core.errors import ModelError
 from virnucpro_core.testing.esm2 import write_tiny_esm2
+from virnucpro_core.testing.pickles import PAYLOAD_GLOBALS, hostile_payloads
 from virnucpro_esm2_v1.loading import DEFAULT_MODEL, load_esm2, resolve_checkpoint
 
 
@@ -108,6 +111,36 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_not_run(tmp_path):
 
     torch.load(path, weights_only=False)  # the payload is live: an unsafe load does run it
     assert marker.read_text() == "pwned"
+
+
+@pytest.mark.parametrize("name", sorted(hostile_payloads(Path("m"))))
+def test_payloads_torch_does_not_block_by_module_are_refused_and_never_run(tmp_path, name):
+    """exec/eval/getattr chains are not in torch's module blocklist (os, posix, sys): only the allow-list stops them."""
+    marker = tmp_path / "ran.txt"
+    payload = hostile_payloads(marker)[name]
+    hidden = write_tiny_esm2(tmp_path / "hidden")
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        data = torch.load(hidden, weights_only=True)
+    data["cfg"]["model"].payload = payload  # inside the Namespace the loader does allow
+    torch.save(data, hidden)
+    whole = tmp_path / "whole.pt"
+    torch.save(payload, whole)
+    legacy = tmp_path / "legacy.pt"
+    legacy.write_bytes(pickle.dumps({"cfg": payload, "model": {}}, protocol=2))
+    first = PAYLOAD_GLOBALS[name][0].removeprefix("builtins.")  # torch spells builtins without the module
+    for path in (hidden, whole, legacy):
+        with pytest.raises(ModelError) as info:
+            load_esm2(str(path))
+        message = str(info.value)
+        assert message.startswith(f"{path}: refused to load: a fair-esm checkpoint holds only tensors and an argparse.Namespace "
+                                  f"config, but it needs {first}"), message
+        assert "\n" not in message
+        assert not marker.exists(), f"the {name} payload ran while loading {path.name}"
+    for load in (lambda: torch.load(hidden, weights_only=False), lambda: torch.load(whole, weights_only=False),
+                 lambda: pickle.loads(legacy.read_bytes())):  # each file really is an attack: ordinary unpickling runs it
+        load()
+        assert marker.read_text() == "pwned"
+        marker.unlink()
 
 
 def test_files_that_are_not_esm2_checkpoints_are_named(tmp_path):
