@@ -54,6 +54,9 @@ class Embedder(Protocol):
     (a model name or a path) for manifests and file attributes.
     ``progress(n)`` may be called with the number of sequences finished since the last
     call, so the core can drive one progress bar over the whole input.
+    An embedder may also have ``attributes`` (a ``Mapping[str, str]``, optional): how it
+    ran (say ``{"attention": "sdpa_bucketed"}``); the core stores them in the output
+    file's ``extra`` attributes.
     """
 
     model_id: str

@@ -88,9 +88,15 @@ def _check_output(array: np.ndarray, ids: list[str], embedder: Embedder, backend
 PARTS_JSON = "parts.json"
 
 
-def _meta(backend: Backend, dim: int, model: object) -> EmbeddingMeta:
+def _meta(backend: Backend, dim: int, model: object, extra: Mapping[str, str] | None = None) -> EmbeddingMeta:
     return EmbeddingMeta(dim=dim, modality=backend.modality, backend=backend.family, version=backend.version,
-                         package_version=backend.package_version, model=str(model))
+                         package_version=backend.package_version, model=str(model),
+                         extra={str(k): str(v) for k, v in dict(extra or {}).items()})
+
+
+def embedder_attributes(embedder: Embedder) -> dict[str, str]:
+    """What the backend says about how it ran (``Embedder.attributes``, optional), for file attributes."""
+    return {str(k): str(v) for k, v in dict(getattr(embedder, "attributes", None) or {}).items()}
 
 
 def _check_parts_identity(parts_dir: Path, identity: dict[str, Any], checkpoint_every: int) -> int:
@@ -148,6 +154,7 @@ def embed_fasta(
     embedder: Embedder | None = None
     computed = reused = done = 0
     dim = model = None
+    extra: dict[str, str] | None = None
     part_paths: list[Path] = []
     bar = tqdm(total=total, unit="seq", desc=f"embed {backend.key}", disable=not progress, leave=False)
     try:
@@ -159,6 +166,7 @@ def embed_fasta(
                 with Hdf5Reader(part) as reader:
                     if reader.ids() == ids and (dim is None or reader.meta.dim == dim):
                         dim, model = reader.meta.dim, reader.meta.model
+                        extra = dict(reader.meta.extra) if extra is None else extra
                         reused += 1
                         done += len(ids)
                         bar.update(len(ids))
@@ -170,6 +178,7 @@ def embed_fasta(
                 if dim is not None and embedder.dim != dim:
                     raise VirnucproError(f"{parts_dir}: checkpoints have width {dim} but the model gives {embedder.dim}; use --force-resume")
                 dim, model = embedder.dim, embedder.model_id
+                extra = embedder_attributes(embedder)
             reported = 0
 
             def on_progress(n: int) -> None:
@@ -180,7 +189,7 @@ def embed_fasta(
             array = embedder.embed([seq for _, seq in group], progress=on_progress)
             array = _check_output(array, ids, embedder, backend)
             bar.update(max(0, len(ids) - reported))
-            with Hdf5Writer(part, _meta(backend, dim, model)) as writer:
+            with Hdf5Writer(part, _meta(backend, dim, model, extra)) as writer:
                 writer.write(ids, array)
             computed += 1
             done += len(ids)
@@ -194,7 +203,7 @@ def embed_fasta(
     if dim is None:  # no records at all
         dim, model = backend.dim, options.model or backend.default_model or ""
     written = 0
-    with fmt.open_writer(out, _meta(backend, dim, model)) as writer:
+    with fmt.open_writer(out, _meta(backend, dim, model, extra)) as writer:
         for part in part_paths:
             with Hdf5Reader(part) as reader:
                 for batch_ids, batch in reader.iter_batches():

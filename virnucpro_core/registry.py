@@ -34,6 +34,7 @@ STRICT_ENV = "VIRNUCPRO_STRICT_PLUGINS"
 KNOWN_PACKAGES: dict[tuple[str, str], str] = {
     ("esm2", "v1"): "virnucpro-esm2-v1",
     ("dnabert", "v1"): "virnucpro-dnabert-v1",
+    ("dnabert", "v2"): "virnucpro-dnabert-v2",
 }
 
 

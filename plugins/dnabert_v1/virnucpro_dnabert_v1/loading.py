@@ -36,13 +36,15 @@ What this module adds to ``from_pretrained``, each for a reason found in practic
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from virnucpro_core.errors import ModelError
+from virnucpro_core.hub import first_line as _first_line
+from virnucpro_core.hub import is_local_reference as _is_local_reference
+from virnucpro_core.hub import offline_requested
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,6 @@ DEFAULT_MODEL = "zhihan1996/DNABERT-S"
 DOWNLOAD_HINT = "run `virnucpro models download` where there is network (it fills <models dir>/dnabert/DNABERT-S/)"
 #: Versions this loader was run with on the real DNABERT-2/-S remote code (tiny random weights); see README.
 KNOWN_GOOD_TRANSFORMERS = "4.29.2, 4.46.3 and 5.24.0"
-_TRUE = {"1", "true", "yes", "on"}
 
 
 @dataclass(frozen=True)
@@ -62,25 +63,6 @@ class LoadedDnabert:
     model_id: str
     commit: str | None
     remote_code: bool
-
-
-def offline_requested() -> bool:
-    """Whether the user asked Hugging Face libraries not to touch the network."""
-    return any(os.environ.get(name, "").strip().lower() in _TRUE for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def _is_local_reference(model: str) -> bool:
-    """A path (existing, absolute, relative with ./ or ~, or not shaped like owner/name)."""
-    if Path(model).expanduser().exists():
-        return True
-    if model.startswith(("/", ".", "~")) or "\\" in model:
-        return True
-    return model.count("/") != 1
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
 
 
 def _transformers_version() -> str:
