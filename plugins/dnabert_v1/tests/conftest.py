@@ -1,4 +1,4 @@
-"""Shared fixtures: two tiny DNABERT-S stand-ins written to disk in the real formats.
+"""Shared fixtures: tiny DNABERT-S stand-ins written to disk in the real formats.
 
 - ``tiny_dir``: transformers' own ``BertModel`` + a BPE DNA tokenizer
   (:func:`virnucpro_core.testing.dnabert.write_tiny_dnabert` with ``architecture="bert"``).
