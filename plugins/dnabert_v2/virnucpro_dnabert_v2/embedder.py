@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from virnucpro_core.backends import PRECISIONS, EmbedderOptions, torch_dtype
-from virnucpro_core.errors import BackendError, ConfigError, InputError
+from virnucpro_core.backends import PRECISIONS, EmbedderOptions, positive_setting, require_strings, torch_dtype
+from virnucpro_core.errors import BackendError, ConfigError
 from virnucpro_dnabert_v2.attention import ATTENTION_CHOICES, PackedAttention, choose_attention
 from virnucpro_dnabert_v2.loading import LoadedDnabert, load_dnabert
 
@@ -53,9 +53,7 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int | None, batch_size: i
 
 
 def _positive(name: str, value: int | None) -> int | None:
-    if value is not None and value <= 0:
-        raise ConfigError(f"dnabert=v2: {name} must be a positive number, got {value}")
-    return value
+    return positive_setting("dnabert=v2", name, value)
 
 
 def read_options(extra: Mapping[str, str] | None) -> dict[str, str]:
@@ -144,9 +142,7 @@ class DnabertV2Embedder:
 
         if self._closed:
             raise BackendError("dnabert=v2: this embedder was closed; build a new one")
-        for position, seq in enumerate(sequences):
-            if not isinstance(seq, str):
-                raise InputError(f"dnabert=v2: sequence {position + 1} is a {type(seq).__name__}, not a string")
+        require_strings("dnabert=v2", sequences)
         result = np.zeros((len(sequences), self.dim), dtype=np.float32)
         if not sequences:
             return result
