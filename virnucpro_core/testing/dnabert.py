@@ -106,22 +106,25 @@ def randomise_weights(model, seed: int) -> None:
     import torch
 
     gen = torch.Generator().manual_seed(seed)
-
-    def normal(shape) -> torch.Tensor:
-        return torch.randn(shape, generator=gen, dtype=torch.float32)
-
     with torch.no_grad():
         for _, module in sorted(model.named_modules(), key=lambda item: item[0]):
+            kind = "norm" if isinstance(module, torch.nn.LayerNorm) else "embedding" if isinstance(module, torch.nn.Embedding) else ""
             for pname, param in sorted(module.named_parameters(recurse=False), key=lambda item: item[0]):
-                if isinstance(module, torch.nn.LayerNorm):
-                    value = 1.0 + 0.2 * normal(param.shape) if pname == "weight" else 0.1 * normal(param.shape)
-                elif isinstance(module, torch.nn.Embedding):
-                    value = 0.5 * normal(param.shape)
-                elif param.dim() >= 2:
-                    value = normal(param.shape) / param.shape[1] ** 0.5  # fan-in scaling keeps activations O(1)
-                else:
-                    value = 0.1 * normal(param.shape)
-                param.copy_(value.to(param.dtype))
+                param.copy_(_draw(gen, tuple(param.shape), kind, pname).to(param.dtype))
+
+
+def _draw(gen, shape: tuple[int, ...], kind: str, name: str):
+    """One seeded tensor: LayerNorm gains 1 ± 0.2, biases ± 0.1, embeddings ± 0.5, matrices N(0, 1/fan_in)."""
+    import torch
+
+    noise = torch.randn(shape, generator=gen, dtype=torch.float32)
+    if kind == "norm":
+        return 1.0 + 0.2 * noise if name == "weight" else 0.1 * noise
+    if kind == "embedding":
+        return 0.5 * noise
+    if len(shape) >= 2:
+        return noise / shape[1] ** 0.5  # fan-in scaling keeps activations O(1)
+    return 0.1 * noise
 
 
 def mosaic_weight_shapes(
@@ -167,17 +170,9 @@ def random_mosaic_weights(shapes: dict[str, tuple[int, ...]], seed: int) -> dict
     gen = torch.Generator().manual_seed(seed)
     state = {}
     for key in sorted(shapes):
-        shape = shapes[key]
-        noise = torch.randn(shape, generator=gen, dtype=torch.float32)
-        if "LayerNorm" in key or "layernorm" in key:
-            value = 1.0 + 0.2 * noise if key.endswith(".weight") else 0.1 * noise
-        elif "_embeddings." in key:
-            value = 0.5 * noise
-        elif len(shape) >= 2:
-            value = noise / shape[1] ** 0.5  # fan-in scaling keeps activations O(1)
-        else:
-            value = 0.1 * noise
-        state[key] = value.contiguous()
+        module, _, name = key.rpartition(".")
+        kind = "norm" if module.lower().endswith("layernorm") else "embedding" if module.endswith("_embeddings") else ""
+        state[key] = _draw(gen, shapes[key], kind, name).contiguous()
     return state
 
 

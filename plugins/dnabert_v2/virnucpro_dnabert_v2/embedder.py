@@ -23,7 +23,9 @@ from virnucpro_dnabert_v2.loading import LoadedDnabert, load_dnabert
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_TOKENS = 16384
+#: Real tokens per packed batch when neither budget is given: on a CPU a few thousand rows
+#: already fill the matrix units (more only costs memory); a GPU wants more work per launch.
+DEFAULT_BATCH_TOKENS: dict[str, int] = {"cpu": 4096, "cuda": 32768}
 #: Keys this backend reads from ``EmbedderOptions.extra`` (``--backend-option KEY=VALUE``).
 OPTION_KEYS: dict[str, str] = {"attention": f"attention path: {', '.join(ATTENTION_CHOICES)} (default auto)"}
 
@@ -92,10 +94,10 @@ class DnabertV2Embedder:
             raise ConfigError(f"dnabert=v2: precision {precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
         self.batch_size = _positive("batch_size", batch_size)
         self.batch_tokens = _positive("batch_tokens", batch_tokens)
-        if self.batch_tokens is None and self.batch_size is None:
-            self.batch_tokens = DEFAULT_BATCH_TOKENS
         self.max_length = _positive("max_length", max_length)
         self.device = torch.device(device)
+        if self.batch_tokens is None and self.batch_size is None:
+            self.batch_tokens = DEFAULT_BATCH_TOKENS.get(self.device.type, DEFAULT_BATCH_TOKENS["cpu"])
         self.precision = precision
         self.dtype = torch_dtype(precision, "dnabert=v2")
         self.attention = choose_attention(attention, self.device.type, precision)

@@ -128,7 +128,7 @@ class MosaicBert(nn.Module):
             x = out.LayerNorm(_linear(context, out.dense).float() + x)
             mlp = layer.mlp
             gate, value = _linear(x, mlp.gated_layers).split(cfg.intermediate_size, dim=-1)
-            x = mlp.layernorm(_linear(F.gelu(gate) * value, mlp.wo).float() + x)
+            x = mlp.layernorm(_linear(F.gelu(gate).mul_(value), mlp.wo).float() + x)
         return x
 
 
