@@ -26,7 +26,9 @@ def test_gpu_check_smoke_runs_on_the_cpu_and_reports_every_path(tmp_path):
     for precision in ("bf16", "fp16"):
         sdpa = checks[(precision, "sdpa")]
         assert sdpa["passed"] and sdpa["min_cosine"] >= 0.999 and 0 < sdpa["max_abs_diff"]
-    assert report["fp32_device_vs_cpu_max_abs_diff"] == 0.0  # the device is the CPU here
+    # the device is the CPU here; the subset is packed into other batches than the full set, so
+    # equal to fp32 rounding (rows of a matrix product may round differently with its height)
+    assert report["fp32_device_vs_cpu_max_abs_diff"] <= 1e-5
     assert [b["precision"] for b in report["benchmarks"]] == ["fp32", "bf16"]
     fp32 = report["benchmarks"][0]
     assert [r["backend"] for r in fp32["results"]] == ["dnabert=v1", "dnabert=v2"]
