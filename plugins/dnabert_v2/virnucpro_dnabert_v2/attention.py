@@ -10,9 +10,11 @@
   when a sequence is shorter than :data:`MIN_FILL` of the block's longest, or when
   the block's bias would exceed :data:`MAX_BIAS_ELEMENTS`), run through
   ``torch.nn.functional.scaled_dot_product_attention`` with the ALiBi bias plus
-  ``-inf`` on padded keys, and scattered back. ``-inf`` makes padded keys weigh
-  exactly 0, so each sequence's numbers do not depend on its block-mates: the
-  result equals one sequence per call.
+  ``-inf`` on padded keys, and scattered back. Padded slots are filled with row 0
+  of the batch (no copy of the projections is made); ``-inf`` makes them weigh
+  exactly 0 as keys, and their rows as queries are never scattered back, so each
+  sequence's numbers do not depend on its block-mates: the result equals one
+  sequence per call.
 
 :func:`choose_attention` picks one at run time (``auto``: flash-attn where it can
 run, else SDPA); the embedder logs the choice and records it in the output file.
@@ -61,7 +63,7 @@ def choose_attention(requested: str, device_type: str, precision: str) -> str:
 
 @dataclass(frozen=True)
 class _Block:
-    """Sequences padded together: ``index`` (n, L) rows of the packed tensor (padding -> row T)."""
+    """Sequences padded together: ``index`` (n, L) rows of the packed tensor (padding -> row 0)."""
 
     index: Any
     valid: Any
@@ -123,7 +125,7 @@ class PackedAttention:
             starts = torch.tensor([offsets[i] for i in group])[:, None]
             sizes = torch.tensor([lengths[i] for i in group])[:, None]
             valid = steps[None, :] < sizes
-            index = torch.where(valid, starts + steps[None, :], torch.full_like(starts, total))
+            index = torch.where(valid, starts + steps[None, :], torch.zeros_like(starts))
             key_bias = torch.zeros(valid.shape, dtype=torch.float32).masked_fill(~valid, float("-inf"))
             valid, index = valid.to(self.device), index.to(self.device)
             bias = alibi_bias(self.slopes, width)[None] + key_bias.to(self.device)[:, None, None, :]
@@ -140,10 +142,9 @@ class PackedAttention:
         from torch.nn import functional as F
 
         total, blocks = self._state
-        padded_source = torch.cat([qkv, qkv.new_zeros((1, *qkv.shape[1:]))])
         out = qkv.new_empty((total, qkv.shape[2], qkv.shape[3]))
         for block in blocks:
-            gathered = padded_source[block.index]  # (n, L, 3, H, hd)
+            gathered = qkv[block.index]  # (n, L, 3, H, hd)
             q, k, v = (gathered[:, :, i].transpose(1, 2) for i in range(3))  # (n, H, L, hd)
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=block.bias)
             out[block.positions] = context.transpose(1, 2)[block.valid]
