@@ -1,4 +1,7 @@
-"""End to end: `virnucpro predict` with the installed esm2=v1 and dnabert=v1 plugins and tiny models.
+"""End to end: `virnucpro predict` with the installed first-party plugins and tiny models.
+
+The default backends are the newest installed: esm2=v1 and dnabert=v2; dnabert=v1 must
+give the same nucleotide embeddings on the same tiny set.
 
 Needs the first-party plugins installed (requirements-dev.txt does that); the test is skipped,
 with the reason, where they are not.
@@ -22,8 +25,8 @@ DATA = Path(__file__).parent / "data"
 
 _installed = {b.key for b in load_registry().list_backends()}
 pytestmark = pytest.mark.skipif(
-    not {"esm2=v1", "dnabert=v1"} <= _installed,
-    reason="needs virnucpro-esm2-v1 and virnucpro-dnabert-v1 installed (pip install -r requirements-dev.txt)",
+    not {"esm2=v1", "dnabert=v1", "dnabert=v2"} <= _installed,
+    reason="needs virnucpro-esm2-v1, virnucpro-dnabert-v1 and virnucpro-dnabert-v2 installed (pip install -r requirements-dev.txt)",
 )
 
 
@@ -82,7 +85,7 @@ def test_predict_writes_every_output_with_consistent_counts(run, two_genomes):
     assert sum(int(r["frames_scored"]) for r in by_id.values()) == len(frames)
     manifest = json.loads((outdir / "run.json").read_text())
     assert manifest["status"] == "done"
-    assert manifest["info"]["architecture"] == "esm2=v1 (virnucpro-esm2-v1 0.1.0), dnabert=v1 (virnucpro-dnabert-v1 0.1.0)"
+    assert manifest["info"]["architecture"] == "esm2=v1 (virnucpro-esm2-v1 0.1.0), dnabert=v2 (virnucpro-dnabert-v2 0.1.0)"
     counts = manifest["counts"]
     assert counts["prepare"]["sequences"] == 3 and counts["prepare"]["frames"] == len(frames)
     assert counts["embed_nucleotide"]["sequences"] == counts["embed_protein"]["sequences"] == len(frames)
@@ -95,9 +98,36 @@ def test_predict_writes_every_output_with_consistent_counts(run, two_genomes):
     assert viral == [row[0] for row in summary[1:] if row[-1] == "virus"]
 
 
+def h5_embeddings(path: Path):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return f["embeddings"][:], json.loads(f.attrs["extra"]), f.attrs["version"]
+
+
+def test_default_dnabert_v2_embeddings_equal_dnabert_v1_on_the_init_tiny_set(run, tmp_path, tiny_models):
+    """Done-when of the dnabert=v2 issue: same nucleotide embeddings as v1, which runs the folder's remote code."""
+    import numpy as np
+
+    outdir, result = run
+    assert result.exit_code == 0, result.output
+    nucleotide = outdir / "prepare" / "mixed_identified_nucleotide.fa"
+    v1_out = tmp_path / "v1.h5"
+    folder = tiny_models / json.loads((tiny_models / "models.json").read_text())["dnabert"]
+    done = CliRunner().invoke(cli, ["embed", str(nucleotide), "-o", str(v1_out), "--backend", "dnabert=v1",
+                                    "--model", str(folder), "--device", "cpu", "-q"])
+    assert done.exit_code == 0, done.output
+    v2, v2_extra, v2_version = h5_embeddings(outdir / "embeddings" / "nucleotide.h5")
+    v1, _, v1_version = h5_embeddings(v1_out)
+    assert (v2_version, v1_version) == ("v2", "v1")
+    assert v2.shape == v1.shape and v2.shape[0] > 100
+    assert np.abs(v2 - v1).max() <= 1e-5
+    assert v2_extra == {"attention": "sdpa_bucketed", "precision": "fp32"}  # how v2 ran, in the file
+
+
 def test_predict_reports_architecture_and_tiny_warning(run):
     _, result = run
-    assert "architecture: esm2=v1 (virnucpro-esm2-v1 0.1.0), dnabert=v1 (virnucpro-dnabert-v1 0.1.0)" in result.output
+    assert "architecture: esm2=v1 (virnucpro-esm2-v1 0.1.0), dnabert=v2 (virnucpro-dnabert-v2 0.1.0)" in result.output
     assert "WARNING: RANDOM TINY MODELS" in result.output
 
 

@@ -54,6 +54,9 @@ class Embedder(Protocol):
     (a model name or a path) for manifests and file attributes.
     ``progress(n)`` may be called with the number of sequences finished since the last
     call, so the core can drive one progress bar over the whole input.
+    An embedder may also have ``attributes`` (a ``Mapping[str, str]``, optional): how it
+    ran (say ``{"attention": "sdpa_bucketed"}``); the core stores them in the output
+    file's ``extra`` attributes.
     """
 
     model_id: str
@@ -81,6 +84,24 @@ def torch_dtype(precision: str, backend: str = "this backend"):
     import torch
 
     return getattr(torch, _TORCH_DTYPES[precision])
+
+
+def positive_setting(backend: str, name: str, value: int | None) -> int | None:
+    """``value`` unchanged if ``None`` or positive, else a ConfigError naming ``backend`` and ``name``."""
+    from virnucpro_core.errors import ConfigError
+
+    if value is not None and value <= 0:
+        raise ConfigError(f"{backend}: {name} must be a positive number, got {value}")
+    return value
+
+
+def require_strings(backend: str, sequences: Sequence[object]) -> None:
+    """An InputError naming the first item of ``sequences`` that is not a ``str`` (1-based)."""
+    from virnucpro_core.errors import InputError
+
+    for position, seq in enumerate(sequences):
+        if not isinstance(seq, str):
+            raise InputError(f"{backend}: sequence {position + 1} is a {type(seq).__name__}, not a string")
 
 
 def always_available() -> str | None:

@@ -137,10 +137,23 @@ def resolve_snapshot(repo_id: str, revision: str | None = None, *, what: str, hi
         folder = Path(snapshot_download(repo_id=repo_id, revision=revision,
                                         allow_patterns=list(allow_patterns) if allow_patterns else None))
     except Exception as exc:
-        text = str(exc).strip().splitlines()
-        raise ModelError(f"{what} {repo_id}{rev} could not be downloaded ({type(exc).__name__}: "
-                         f"{text[0] if text else ''}); {hint}") from None
+        raise ModelError(f"{what} {repo_id}{rev} could not be downloaded ({first_line(exc)}); {hint}") from None
     if not _has(folder, required):
         raise ModelError(f"{what} {repo_id}{rev}: the downloaded snapshot {folder} lacks "
                          f"{', '.join(map(str, required))}; {hint}")
     return folder
+
+
+def is_local_reference(model: str) -> bool:
+    """A path (existing, absolute, relative with ./ or ~, or not shaped like owner/name)."""
+    if Path(model).expanduser().exists():
+        return True
+    if model.startswith(("/", ".", "~")) or "\\" in model:
+        return True
+    return model.count("/") != 1
+
+
+def first_line(exc: BaseException) -> str:
+    """``TypeName: first line of the message``, for one-line errors."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()

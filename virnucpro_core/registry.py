@@ -37,6 +37,7 @@ PLUGINS_ENV = "VIRNUCPRO_PLUGINS"
 KNOWN_PACKAGES: dict[tuple[str, str], str] = {
     ("esm2", "v1"): "virnucpro-esm2-v1",
     ("dnabert", "v1"): "virnucpro-dnabert-v1",
+    ("dnabert", "v2"): "virnucpro-dnabert-v2",
 }
 
 

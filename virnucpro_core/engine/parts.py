@@ -13,7 +13,7 @@ import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Collection, Iterator, Sequence
+from typing import Callable, Collection, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -115,9 +115,39 @@ def iter_tasks(fasta: Path, parts_dir: Path, part_size: int, indices: Collection
             return
 
 
-def part_meta(backend: Backend, dim: int, model: object) -> EmbeddingMeta:
+def part_meta(backend: Backend, dim: int, model: object, extra: Mapping[str, str] | None = None) -> EmbeddingMeta:
     return EmbeddingMeta(dim=dim, modality=backend.modality, backend=backend.family, version=backend.version,
-                         package_version=backend.package_version, model=str(model))
+                         package_version=backend.package_version, model=str(model),
+                         extra={str(k): str(v) for k, v in dict(extra or {}).items()})
+
+
+def embedder_attributes(embedder: Embedder) -> dict[str, str]:
+    """How the embedder ran its last ``embed`` call (``Embedder.attributes``, optional):
+    stored in the part file, so it depends on the part alone, not on which worker ran it."""
+    return {str(k): str(v) for k, v in dict(getattr(embedder, "attributes", None) or {}).items()}
+
+
+def merged_attributes(parts: Sequence[tuple[Mapping[str, str], int]]) -> dict[str, str]:
+    """The output file's attributes from its parts' ``(attributes, rows)``, independent of
+    which process computed which part: a key with one value in every part keeps it; a key
+    whose values differ becomes their row-weighted mean when all are numbers (say a packing
+    utilisation), else it is left out (the parts' values are in the log)."""
+    keys = {key for attributes, _ in parts for key in attributes}
+    merged: dict[str, str] = {}
+    for key in sorted(keys):
+        values = [(attributes.get(key), rows) for attributes, rows in parts]
+        distinct = {value for value, _ in values}
+        if len(distinct) == 1 and None not in distinct:
+            merged[key] = values[0][0]
+            continue
+        try:
+            numbers = [(float(value), rows) for value, rows in values]  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            log.debug("attribute %s differs between parts (%s); not recorded in the output file", key, sorted(map(str, distinct)))
+            continue
+        total = sum(rows for _, rows in numbers)
+        merged[key] = f"{sum(v * rows for v, rows in numbers) / total:.4f}" if total else values[0][0]
+    return merged
 
 
 def check_output(array: np.ndarray, ids: Sequence[str], embedder: Embedder, backend: Backend) -> np.ndarray:
@@ -134,7 +164,7 @@ def check_output(array: np.ndarray, ids: Sequence[str], embedder: Embedder, back
         first = ids[int(np.flatnonzero(bad)[0])]
         raise VirnucproError(
             f"backend {backend.describe()} produced NaN/inf for {int(bad.sum())} sequence(s), first {first!r}; "
-            "try --precision fp32"
+            "try --precision bf16 or fp32"
         )
     return array
 
@@ -152,25 +182,35 @@ def compute_part(embedder: Embedder, backend: Backend, task: PartTask, progress:
 
     array = embedder.embed(list(task.sequences), progress=on_progress)
     array = check_output(array, task.ids, embedder, backend)
-    with Hdf5Writer(task.path, part_meta(backend, embedder.dim, embedder.model_id)) as writer:
+    with Hdf5Writer(task.path, part_meta(backend, embedder.dim, embedder.model_id, embedder_attributes(embedder))) as writer:
         writer.write(list(task.ids), array)
     if len(task.ids) > reported:
         progress(len(task.ids) - reported)
 
 
 def assemble(parts_dir: Path, parts: int, out: Path, fmt: EmbeddingFormat, meta: EmbeddingMeta, total: int) -> int:
-    """Stream parts ``0..parts-1`` into ``out`` in input order; every record exactly once."""
+    """Stream parts ``0..parts-1`` into ``out`` in input order; every record exactly once.
+    The output's attributes are ``meta``'s plus the parts' merged ones (:func:`merged_attributes`)."""
+    import dataclasses
+
     from virnucpro_core.formats.hdf5 import Hdf5Reader
 
+    paths = [part_path(parts_dir, index) for index in range(parts)]
+    recorded = []
+    for index, path in enumerate(paths):
+        if not path.exists():
+            raise VirnucproError(f"{path}: checkpoint part {index} is missing; run again with --resume to compute it")
+        with Hdf5Reader(path) as reader:
+            if reader.meta.dim != meta.dim:
+                raise VirnucproError(f"{path}: part has width {reader.meta.dim}, the others {meta.dim}; use --force-resume")
+            recorded.append((reader.meta.extra, len(reader)))
+    meta = dataclasses.replace(meta, extra={**merged_attributes(recorded), **dict(meta.extra)})
+    if meta.extra:
+        log.info("%s ran with %s", meta.backend or "backend", ", ".join(f"{k}={v}" for k, v in sorted(meta.extra.items())))
     written = 0
     with fmt.open_writer(out, meta) as writer:
-        for index in range(parts):
-            path = part_path(parts_dir, index)
-            if not path.exists():
-                raise VirnucproError(f"{path}: checkpoint part {index} is missing; run again with --resume to compute it")
+        for path in paths:
             with Hdf5Reader(path) as reader:
-                if reader.meta.dim != meta.dim:
-                    raise VirnucproError(f"{path}: part has width {reader.meta.dim}, the others {meta.dim}; use --force-resume")
                 for batch_ids, batch in reader.iter_batches():
                     writer.write(batch_ids, batch)
                     written += len(batch_ids)

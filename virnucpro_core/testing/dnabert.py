@@ -1,29 +1,47 @@
-"""A tiny DNABERT-S look-alike written to disk as a Hugging Face model folder.
+"""A tiny DNABERT-S written to disk in the layout of the published Hugging Face folder.
 
-The real ``zhihan1996/DNABERT-S`` cannot be downloaded on test machines. What the
-``dnabert=v1`` backend must get right does not depend on its size: the BPE DNA
-tokenizer with DNABERT-2's special-token ids, ``[CLS] … [SEP]`` added to every
-sequence, a pad id that is *not* 0, and a BERT encoder whose ``model(...)[0]`` is the
-per-token hidden states. :func:`write_tiny_dnabert` writes exactly that with the real
-tooling (``tokenizers`` + ``save_pretrained``), so ``AutoTokenizer.from_pretrained``
-and ``AutoModel.from_pretrained`` load it offline like the published folder.
+The real ``zhihan1996/DNABERT-S`` cannot be downloaded on test machines, so
+:func:`write_tiny_dnabert` writes a seeded, randomly initialised model of any shape
+(hidden size, layers, heads, intermediate size, vocabulary) the way that folder is laid
+out:
 
-Differences from the real model, on purpose: the encoder is the stock transformers
-``BertModel`` (absolute positions, plain GELU FFN) rather than the MosaicBERT remote
-code (ALiBi, gated GELU, unpadded attention), which would need ``trust_remote_code``
-files we may not copy. Both return hidden states as output ``[0]`` and both ignore
-padded keys given an attention mask, which is the contract the embedder relies on.
-Like the real ``config.json``, ``pad_token_id`` in the model config is 0 while the
-tokenizer pads with ``[PAD]`` = 3: code that pads with the config's id instead of
-the tokenizer's is using the wrong source of truth.
+- ``config.json`` as DNABERT-S's own (``model_type`` bert, ``architectures``
+  ``["BertModel"]``, ``auto_map`` naming ``configuration_bert.BertConfig`` and
+  ``bert_layers.BertModel``, ``alibi_starting_size``, ``pad_token_id`` 0 while the
+  tokenizer pads with ``[PAD]`` = 3, the unused ``max_position_embeddings`` 512);
+- the MosaicBERT weights under the real key names
+  (``encoder.layer.N.attention.self.Wqkv.weight``, ``...mlp.gated_layers.weight``, ...;
+  no position embeddings) in ``pytorch_model.bin`` (default) or ``model.safetensors``;
+- ``tokenizer.json`` (a BPE DNA tokenizer trained here with DNABERT-2's special-token
+  ids and ``[CLS] $A [SEP]``) and ``tokenizer_config.json`` with
+  ``tokenizer_class`` ``PreTrainedTokenizerFast``, as the published folders have;
+- the ``*.py`` remote code the ``auto_map`` names. We may not ship DNABERT-S's own
+  files, so these are VirNucPro's re-statement of them
+  (``virnucpro_core/testing/remote_code``), computing what they compute. ``dnabert=v1``
+  (``trust_remote_code``) runs on them; ``dnabert=v2`` never reads them.
+
+Writing the folder needs torch, tokenizers and (for ``model.safetensors``) safetensors,
+not transformers. ``architecture="bert"`` writes transformers' stock ``BertModel``
+(absolute position embeddings) instead, through ``save_pretrained``: a folder of the
+*wrong* architecture for DNABERT-S, for tests of what a loader says about it.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import shutil
 from pathlib import Path
+
+from virnucpro_core.atomic import atomic_open
 
 #: Special tokens in DNABERT-2 / DNABERT-S id order: [UNK]=0 [CLS]=1 [SEP]=2 [PAD]=3 [MASK]=4.
 SPECIAL_TOKENS: tuple[str, ...] = ("[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]")
+#: Our re-statement of DNABERT-S's remote code, copied into every MosaicBERT folder.
+REMOTE_CODE_DIR = Path(__file__).parent / "remote_code"
+REMOTE_CODE_FILES: tuple[str, ...] = ("bert_layers.py", "configuration_bert.py")
+ARCHITECTURES: tuple[str, ...] = ("mosaic", "bert")
+WEIGHT_FILES: dict[str, str] = {"bin": "pytorch_model.bin", "safetensors": "model.safetensors"}
 
 
 def _dna_corpus(seed: int, n_reads: int = 400, length: int = 150) -> list[str]:
@@ -88,36 +106,147 @@ def randomise_weights(model, seed: int) -> None:
     import torch
 
     gen = torch.Generator().manual_seed(seed)
-
-    def normal(shape) -> torch.Tensor:
-        return torch.randn(shape, generator=gen, dtype=torch.float32)
-
     with torch.no_grad():
         for _, module in sorted(model.named_modules(), key=lambda item: item[0]):
+            kind = "norm" if isinstance(module, torch.nn.LayerNorm) else "embedding" if isinstance(module, torch.nn.Embedding) else ""
             for pname, param in sorted(module.named_parameters(recurse=False), key=lambda item: item[0]):
-                if isinstance(module, torch.nn.LayerNorm):
-                    value = 1.0 + 0.2 * normal(param.shape) if pname == "weight" else 0.1 * normal(param.shape)
-                elif isinstance(module, torch.nn.Embedding):
-                    value = 0.5 * normal(param.shape)
-                elif param.dim() >= 2:
-                    value = normal(param.shape) / param.shape[1] ** 0.5  # fan-in scaling keeps activations O(1)
-                else:
-                    value = 0.1 * normal(param.shape)
-                param.copy_(value.to(param.dtype))
+                param.copy_(_draw(gen, tuple(param.shape), kind, pname).to(param.dtype))
 
 
-def _portable_tokenizer_class(path: Path) -> None:
-    """Name the class ``PreTrainedTokenizerFast``, as the published DNABERT folders do.
+def _draw(gen, shape: tuple[int, ...], kind: str, name: str):
+    """One seeded tensor: LayerNorm gains 1 ± 0.2, biases ± 0.1, embeddings ± 0.5, matrices N(0, 1/fan_in)."""
+    import torch
 
-    transformers 5 writes ``TokenizersBackend``, a name 4.x cannot resolve; the
-    portable name loads the same ``tokenizer.json`` on both.
+    noise = torch.randn(shape, generator=gen, dtype=torch.float32)
+    if kind == "norm":
+        return 1.0 + 0.2 * noise if name == "weight" else 0.1 * noise
+    if kind == "embedding":
+        return 0.5 * noise
+    if len(shape) >= 2:
+        return noise / shape[1] ** 0.5  # fan-in scaling keeps activations O(1)
+    return 0.1 * noise
+
+
+def mosaic_weight_shapes(
+    *, hidden_size: int, num_layers: int, intermediate_size: int, vocab_size: int, type_vocab_size: int = 2
+) -> dict[str, tuple[int, ...]]:
+    """Every tensor of DNABERT-S's ``BertModel`` checkpoint, by its key, with its shape."""
+    d, inner = hidden_size, intermediate_size
+    shapes: dict[str, tuple[int, ...]] = {
+        "embeddings.word_embeddings.weight": (vocab_size, d),
+        "embeddings.token_type_embeddings.weight": (type_vocab_size, d),
+        "embeddings.LayerNorm.weight": (d,),
+        "embeddings.LayerNorm.bias": (d,),
+    }
+    for i in range(num_layers):
+        p = f"encoder.layer.{i}."
+        shapes.update(
+            {
+                p + "attention.self.Wqkv.weight": (3 * d, d),
+                p + "attention.self.Wqkv.bias": (3 * d,),
+                p + "attention.output.dense.weight": (d, d),
+                p + "attention.output.dense.bias": (d,),
+                p + "attention.output.LayerNorm.weight": (d,),
+                p + "attention.output.LayerNorm.bias": (d,),
+                p + "mlp.gated_layers.weight": (2 * inner, d),
+                p + "mlp.wo.weight": (d, inner),
+                p + "mlp.wo.bias": (d,),
+                p + "mlp.layernorm.weight": (d,),
+                p + "mlp.layernorm.bias": (d,),
+            }
+        )
+    shapes["pooler.dense.weight"] = (d, d)
+    shapes["pooler.dense.bias"] = (d,)
+    return shapes
+
+
+def random_mosaic_weights(shapes: dict[str, tuple[int, ...]], seed: int) -> dict:
+    """Seeded values of a useful scale for each key, with the rules of :func:`randomise_weights`.
+
+    Keys are drawn in sorted order, so the same shapes and seed give the same tensors.
     """
-    import json
+    import torch
 
-    config = json.loads(path.read_text(encoding="utf-8"))
-    config["tokenizer_class"] = "PreTrainedTokenizerFast"
-    config.pop("backend", None)
-    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key in sorted(shapes):
+        module, _, name = key.rpartition(".")
+        kind = "norm" if module.lower().endswith("layernorm") else "embedding" if module.endswith("_embeddings") else ""
+        state[key] = _draw(gen, shapes[key], kind, name).contiguous()
+    return state
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    _write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def _write_tokenizer(directory: Path, vocab_size: int, seed: int) -> int:
+    """``tokenizer.json`` + ``tokenizer_config.json`` as in the published folder; returns the vocabulary size."""
+    backend = build_dna_tokenizer(vocab_size=vocab_size, seed=seed)
+    _write_bytes(directory / "tokenizer.json", backend.to_str(pretty=True).encode("utf-8"))
+    _write_json(
+        directory / "tokenizer_config.json",
+        {
+            "tokenizer_class": "PreTrainedTokenizerFast",  # the published name; loads on transformers 4.x and 5.x
+            "unk_token": "[UNK]",
+            "cls_token": "[CLS]",
+            "sep_token": "[SEP]",
+            "pad_token": "[PAD]",
+            "mask_token": "[MASK]",
+        },
+    )
+    return backend.get_vocab_size()
+
+
+def mosaic_config(
+    *, hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int, vocab_size: int, alibi_starting_size: int
+) -> dict:
+    """DNABERT-S's ``config.json`` with the shape replaced (the real one is in the README)."""
+    return {
+        "_name_or_path": "zhihan1996/DNABERT-2-117M",
+        "alibi_starting_size": alibi_starting_size,
+        "architectures": ["BertModel"],
+        "attention_probs_dropout_prob": 0.0,
+        "auto_map": {"AutoConfig": "configuration_bert.BertConfig", "AutoModel": "bert_layers.BertModel"},
+        "classifier_dropout": None,
+        "gradient_checkpointing": False,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "hidden_size": hidden_size,
+        "initializer_range": 0.02,
+        "intermediate_size": intermediate_size,
+        "layer_norm_eps": 1e-12,
+        "max_position_embeddings": 512,
+        "model_type": "bert",
+        "num_attention_heads": num_heads,
+        "num_hidden_layers": num_layers,
+        "pad_token_id": 0,
+        "position_embedding_type": "absolute",
+        "torch_dtype": "float32",
+        "transformers_version": "4.28.0",
+        "type_vocab_size": 2,
+        "use_cache": True,
+        "vocab_size": vocab_size,
+    }
+
+
+def save_weights(state: dict, path: Path) -> None:
+    """``torch.save`` (``.bin``) or safetensors, byte-identical for identical tensors."""
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save
+
+        _write_bytes(path, save(state, metadata={"format": "pt"}))
+        return
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    _write_bytes(path, buffer.getvalue())
 
 
 def write_tiny_dnabert(
@@ -129,36 +258,54 @@ def write_tiny_dnabert(
     intermediate_size: int = 64,
     vocab_size: int = 128,
     seed: int = 0,
+    alibi_starting_size: int = 512,
+    weights: str | None = None,
+    architecture: str = "mosaic",
     max_position_embeddings: int = 1024,
 ) -> Path:
-    """Write a seeded tiny DNABERT-S-shaped model + tokenizer folder and return it.
+    """Write a seeded tiny DNABERT-S folder (see the module docstring) and return it.
 
-    The folder holds ``config.json`` (``model_type`` bert), the weights
-    (``save_pretrained``), ``tokenizer.json`` and ``tokenizer_config.json`` with
-    ``tokenizer_class`` ``PreTrainedTokenizerFast``, as the published DNABERT folders do.
-    The same arguments always give the same files' contents.
+    ``weights`` is ``bin`` (``pytorch_model.bin``, the default for MosaicBERT, as the
+    published folder) or ``safetensors`` (the default of ``save_pretrained`` for ``bert``);
+    ``max_position_embeddings`` applies to ``architecture="bert"`` only (MosaicBERT has
+    no position embeddings). The same arguments always give the same files' contents.
     """
-    import torch
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+    weights = weights or ("bin" if architecture == "mosaic" else "safetensors")
+    if weights not in WEIGHT_FILES:
+        raise ValueError(f"weights must be one of {tuple(WEIGHT_FILES)}, got {weights!r}")
+    if hidden_size % num_heads:
+        raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-
-    backend = build_dna_tokenizer(vocab_size=vocab_size, seed=seed)
-    actual_vocab = backend.get_vocab_size()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        pad_token="[PAD]",
-        mask_token="[MASK]",
+    vocab = max(vocab_size, _write_tokenizer(directory, vocab_size, seed))
+    if architecture == "bert":
+        _write_stock_bert(directory, hidden_size, num_layers, num_heads, intermediate_size, vocab, seed,
+                          max_position_embeddings, weights)
+        return directory
+    _write_json(
+        directory / "config.json",
+        mosaic_config(hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
+                      intermediate_size=intermediate_size, vocab_size=vocab, alibi_starting_size=alibi_starting_size),
     )
-    tokenizer.save_pretrained(directory)
-    _portable_tokenizer_class(directory / "tokenizer_config.json")
+    shapes = mosaic_weight_shapes(hidden_size=hidden_size, num_layers=num_layers,
+                                  intermediate_size=intermediate_size, vocab_size=vocab)
+    save_weights(random_mosaic_weights(shapes, seed), directory / WEIGHT_FILES[weights])
+    for name in REMOTE_CODE_FILES:
+        shutil.copyfile(REMOTE_CODE_DIR / name, directory / name)
+    return directory
+
+
+def _write_stock_bert(directory: Path, hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int,
+                      vocab: int, seed: int, max_position_embeddings: int, weights: str) -> None:
+    """transformers' own ``BertModel`` (absolute positions, plain GELU FFN), saved by ``save_pretrained``."""
+    import torch
+    from transformers import BertConfig, BertModel
+    from transformers.utils import logging as hf_logging
 
     config = BertConfig(
-        vocab_size=max(vocab_size, actual_vocab),
+        vocab_size=vocab,
         hidden_size=hidden_size,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
@@ -175,11 +322,9 @@ def write_tiny_dnabert(
     model = BertModel(config)
     randomise_weights(model, seed)
     model.eval()
-    from transformers.utils import logging as hf_logging
-
     hf_logging.disable_progress_bar()  # a test factory: no "Writing model shards" bar
     try:
-        model.save_pretrained(directory)
+        model.save_pretrained(directory, safe_serialization=weights == "safetensors")
     finally:
         hf_logging.enable_progress_bar()
     from virnucpro_core.atomic import default_file_mode
@@ -187,4 +332,3 @@ def write_tiny_dnabert(
     for path in directory.rglob("*"):  # safetensors writes 0600 through a temporary file; the rest gets the umask's
         if path.is_file():
             path.chmod(default_file_mode())
-    return directory

@@ -1,7 +1,9 @@
-"""Shared fixtures: two tiny DNABERT-S stand-ins written to disk in the real formats.
+"""Shared fixtures: tiny DNABERT-S stand-ins written to disk in the real formats.
 
 - ``tiny_dir``: transformers' own ``BertModel`` + a BPE DNA tokenizer
-  (:func:`virnucpro_core.testing.dnabert.write_tiny_dnabert`).
+  (:func:`virnucpro_core.testing.dnabert.write_tiny_dnabert` with ``architecture="bert"``).
+- ``init_tiny_dir``: that function's default, the folder ``models init-tiny`` writes:
+  DNABERT-S's layout with VirNucPro's re-statement of its remote code.
 - ``mosaic_dir``: the same tokenizer with a miniature MosaicBERT loaded as remote code
   (``tests/remote_code``), the architecture class of the real DNABERT-S.
 
@@ -34,7 +36,7 @@ def write_mini_mosaic(folder: Path, *, seed: int = 0) -> Path:
 
     from virnucpro_core.testing.dnabert import randomise_weights, write_tiny_dnabert
 
-    write_tiny_dnabert(folder, seed=seed)  # for its tokenizer; the stock BERT is replaced below
+    write_tiny_dnabert(folder, seed=seed, architecture="bert")  # for its tokenizer; the stock BERT is replaced below
     for name in ("config.json", "model.safetensors"):
         (folder / name).unlink()
     for source in sorted(REMOTE_CODE.glob("*.py")):
@@ -82,7 +84,14 @@ def _remove_modules_cache():
 def tiny_dir(tmp_path_factory) -> Path:
     from virnucpro_core.testing.dnabert import write_tiny_dnabert
 
-    return write_tiny_dnabert(tmp_path_factory.mktemp("tiny") / "tiny_dnabert", seed=0)
+    return write_tiny_dnabert(tmp_path_factory.mktemp("tiny") / "tiny_dnabert", seed=0, architecture="bert")
+
+
+@pytest.fixture(scope="session")
+def init_tiny_dir(tmp_path_factory) -> Path:
+    from virnucpro_core.testing.dnabert import write_tiny_dnabert
+
+    return write_tiny_dnabert(tmp_path_factory.mktemp("init_tiny") / "DNABERT-S-tiny", seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -68,6 +68,15 @@ def test_batched_embeddings_equal_the_original_per_sequence_means(model_dir, mix
     assert np.abs(got - want).max() <= 1e-5
 
 
+@pytest.mark.parametrize("batch_size", [1, 64])
+def test_runs_on_the_init_tiny_folder_through_its_remote_code(init_tiny_dir, mixed_sequences, batch_size):
+    """The folder `virnucpro models init-tiny` writes: DNABERT-S's layout, VirNucPro's re-statement of its code."""
+    loaded = load_dnabert(str(init_tiny_dir))
+    assert loaded.remote_code and type(loaded.model).__module__.endswith("bert_layers")
+    got = DnabertV1Embedder(loaded, batch_size=batch_size).embed(mixed_sequences)
+    assert np.abs(got - original_for(init_tiny_dir, mixed_sequences)).max() <= 1e-5
+
+
 def test_the_sequences_really_exercise_padding(model_dir, mixed_sequences):
     """Guard for the test above: averaging over padded positions too gives different numbers."""
     embedder = build(model_dir)
@@ -159,7 +168,7 @@ def test_max_length_keeps_the_first_bases(tiny_dir):
 def test_too_long_for_absolute_positions_is_a_one_line_input_error(tmp_path):
     from virnucpro_core.testing.dnabert import write_tiny_dnabert
 
-    folder = write_tiny_dnabert(tmp_path / "short", max_position_embeddings=16)
+    folder = write_tiny_dnabert(tmp_path / "short", max_position_embeddings=16, architecture="bert")
     embedder = build(folder)
     seqs = ["ACGT", random_dna(random.Random(1), 300)]
     n = len(embedder.tokenize(seqs)[1])

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from virnucpro_core.backends import PRECISIONS, EmbedderOptions, torch_dtype
+from virnucpro_core.backends import PRECISIONS, EmbedderOptions, positive_setting, require_strings, torch_dtype
 from virnucpro_core.errors import BackendError, ConfigError, InputError, ModelError
 from virnucpro_dnabert_v1.loading import LoadedDnabert, load_dnabert
 
@@ -74,9 +74,7 @@ def masked_mean(hidden: Any, mask: Any) -> Any:
 
 
 def _positive(name: str, value: int | None) -> int | None:
-    if value is not None and value <= 0:
-        raise ConfigError(f"dnabert=v1: {name} must be a positive number, got {value}")
-    return value
+    return positive_setting("dnabert=v1", name, value)
 
 
 class DnabertV1Embedder:
@@ -167,9 +165,7 @@ class DnabertV1Embedder:
 
         if self._closed:
             raise BackendError("dnabert=v1: this embedder was closed; build a new one")
-        for position, seq in enumerate(sequences):
-            if not isinstance(seq, str):
-                raise InputError(f"dnabert=v1: sequence {position + 1} is a {type(seq).__name__}, not a string")
+        require_strings("dnabert=v1", sequences)
         result = np.zeros((len(sequences), self.dim), dtype=np.float32)
         if not sequences:
             return result

@@ -46,6 +46,8 @@ from typing import Any
 
 from virnucpro_core.errors import ModelError
 from virnucpro_core.hub import cached_snapshot, offline_requested, require_hub
+from virnucpro_core.hub import first_line as _first_line
+from virnucpro_core.hub import is_local_reference as _is_local_reference
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +70,6 @@ class LoadedDnabert:
 
 #: What a cached snapshot must hold to be used without the network.
 SNAPSHOT_FILES = ("config.json", ("*.safetensors", "*.bin"))
-
-
-def _is_local_reference(model: str) -> bool:
-    """A path (existing, absolute, relative with ./ or ~, or not shaped like owner/name)."""
-    if Path(model).expanduser().exists():
-        return True
-    if model.startswith(("/", ".", "~")) or "\\" in model:
-        return True
-    return model.count("/") != 1
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
 
 
 def _transformers_version() -> str:
