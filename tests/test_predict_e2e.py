@@ -278,7 +278,7 @@ def test_a_width_known_only_after_loading_is_checked_after_the_nucleotide_stage(
     result = CliRunner().invoke(cli, ["predict", lam, "-o", str(tmp_path / "n"), "--models-dir", str(tiny_models),
                                       "--mlp", str(mlp), "-q"])
     assert result.exit_code == 1
-    assert ("the MLP expects 16 features but the nucleotide embeddings (dnabert=v1) alone give 32, leaving nothing for "
+    assert ("the MLP expects 16 features but the nucleotide embeddings (dnabert=v2) alone give 32, leaving nothing for "
             "the other modality") in result.output
     stages = json.loads((tmp_path / "n" / "run.json").read_text())["stages"]
     assert stages["embed_nucleotide"]["status"] == "done" and "embed_protein" not in stages
