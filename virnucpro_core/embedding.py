@@ -80,7 +80,7 @@ def _check_output(array: np.ndarray, ids: list[str], embedder: Embedder, backend
         first = ids[int(np.flatnonzero(bad)[0])]
         raise VirnucproError(
             f"backend {backend.describe()} produced NaN/inf for {int(bad.sum())} sequence(s), first {first!r}; "
-            "try --precision fp32"
+            "try --precision bf16 or fp32"
         )
     return array
 
@@ -88,9 +88,17 @@ def _check_output(array: np.ndarray, ids: list[str], embedder: Embedder, backend
 PARTS_JSON = "parts.json"
 
 
-def _meta(backend: Backend, dim: int, model: object) -> EmbeddingMeta:
+def _meta(backend: Backend, dim: int, model: object, extra: Mapping[str, str] | None = None) -> EmbeddingMeta:
     return EmbeddingMeta(dim=dim, modality=backend.modality, backend=backend.family, version=backend.version,
-                         package_version=backend.package_version, model=str(model))
+                         package_version=backend.package_version, model=str(model), extra=dict(extra or {}))
+
+
+def embedder_attributes(embedder: Embedder) -> dict[str, str]:
+    """What the embedder reports about how it ran (``attributes()``, optional in the
+    protocol: esm2=v2 gives its attention kernel, precision and packing utilisation),
+    stored in the output file's attributes."""
+    attributes = getattr(embedder, "attributes", None)
+    return {str(k): str(v) for k, v in attributes().items()} if callable(attributes) else {}
 
 
 def _check_parts_identity(parts_dir: Path, identity: dict[str, Any], checkpoint_every: int) -> int:
@@ -148,6 +156,7 @@ def embed_fasta(
     embedder: Embedder | None = None
     computed = reused = done = 0
     dim = model = None
+    attributes: dict[str, str] = {}
     part_paths: list[Path] = []
     bar = tqdm(total=total, unit="seq", desc=f"embed {backend.key}", disable=not progress, leave=False)
     try:
@@ -159,6 +168,7 @@ def embed_fasta(
                 with Hdf5Reader(part) as reader:
                     if reader.ids() == ids and (dim is None or reader.meta.dim == dim):
                         dim, model = reader.meta.dim, reader.meta.model
+                        attributes = attributes or dict(reader.meta.extra)
                         reused += 1
                         done += len(ids)
                         bar.update(len(ids))
@@ -180,7 +190,8 @@ def embed_fasta(
             array = embedder.embed([seq for _, seq in group], progress=on_progress)
             array = _check_output(array, ids, embedder, backend)
             bar.update(max(0, len(ids) - reported))
-            with Hdf5Writer(part, _meta(backend, dim, model)) as writer:
+            attributes = embedder_attributes(embedder)
+            with Hdf5Writer(part, _meta(backend, dim, model, attributes)) as writer:
                 writer.write(ids, array)
             computed += 1
             done += len(ids)
@@ -193,8 +204,10 @@ def embed_fasta(
         raise VirnucproError(f"{fasta}: read {done} records but counted {total}; the file changed while running?")
     if dim is None:  # no records at all
         dim, model = backend.dim, options.model or backend.default_model or ""
+    if attributes:
+        log.info("%s ran with %s", backend.key, ", ".join(f"{k}={v}" for k, v in sorted(attributes.items())))
     written = 0
-    with fmt.open_writer(out, _meta(backend, dim, model)) as writer:
+    with fmt.open_writer(out, _meta(backend, dim, model, attributes)) as writer:
         for part in part_paths:
             with Hdf5Reader(part) as reader:
                 for batch_ids, batch in reader.iter_batches():

@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 @logging_options
 def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, revision: str | None, format_name: str | None, max_length: int | None,
           checkpoint_every: int | None, config_file: Path | None, resume: bool, force_resume: bool, device: str,
-          precision: str | None, batch_tokens: int | None, batch_size: int | None, threads: int | None, verbose: int, quiet: bool,
-          log_file: Path | None) -> None:
+          precision: str | None, batch_tokens: int | None, batch_size: int | None, threads: int | None,
+          backend_option_values: tuple[str, ...], verbose: int, quiet: bool, log_file: Path | None) -> None:
     """Embed every sequence of INPUT (FASTA) and write one row per sequence, in input order.
 
     The HDF5 output has datasets `ids` (UTF-8) and `embeddings` (float32, N x dim) and
@@ -42,6 +42,8 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
       virnucpro embed prep/x_identified_protein.faa --backend esm2=v1 -o protein.h5
       virnucpro embed prep/x_identified_nucleotide.fa --backend dnabert -o nucleotide.h5 --device cuda:1
       virnucpro embed proteins.faa --backend esm2=v1 --model esm2_t33_650M_UR50D -o p.pt
+      virnucpro embed proteins.faa --backend esm2=v2 --device cuda:0 --precision bf16 -o p.h5
+      virnucpro embed proteins.faa --backend esm2=v2 --backend-option attention=sdpa-bucketed -o p.h5
     """
     from virnucpro_core.embedding import embed_fasta
     from virnucpro_core.errors import ConfigError
@@ -54,7 +56,8 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
     setup_logging(verbose, quiet, log_file)
     runtime = runtime_from_options(dict(device=device, precision=precision, batch_tokens=batch_tokens, batch_size=batch_size,
                                         threads=threads, checkpoint_every=checkpoint_every, resume=resume,
-                                        force_resume=force_resume, config_file=config_file))
+                                        force_resume=force_resume, config_file=config_file,
+                                        backend_option_values=backend_option_values))
     runtime.apply_threads()
     registry = get_registry()
     ((family, version),) = parse_backend_options([backend_spec]).items()
@@ -74,13 +77,14 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
     elif parts.exists() and not resume:
         raise ConfigError(f"{parts} holds checkpoints of an interrupted run; pass --resume to continue or --force-resume to discard them")
     output.parent.mkdir(parents=True, exist_ok=True)
-    options = runtime.embedder_options(model, revision=revision, max_length=max_length, show_progress=not quiet)
+    options = runtime.embedder_options(model, backend=backend, revision=revision, max_length=max_length, show_progress=not quiet)
     log.info("backend %s", backend.describe())
     result = embed_fasta(input_path, output, backend, options, fmt=fmt, parts_dir=parts,
                          checkpoint_every=runtime.checkpoint_every, resume=runtime.resume, progress=not quiet,
                          identity={"input": describe_input(input_path), "backend": backend.key,
                                    "package_version": backend.package_version, "model": model, "revision": revision,
-                                   "precision": runtime.precision, "max_length": max_length})
+                                   "precision": options.precision, "max_length": max_length,
+                                   **({"backend_options": dict(options.extra)} if options.extra else {})})
     rate = result.sequences / result.seconds if result.seconds > 0 else 0.0
     click.echo(f"{result.sequences} sequences -> {output} ({fmt.name}, dim {result.dim}, model {result.model}; "
                f"{rate:.1f} seq/s" + (f", {result.parts_reused} part(s) resumed" if result.parts_reused else "") + ")")
