@@ -53,6 +53,14 @@ def test_backends_command_lists_v2_with_attention_and_precision():
     assert "exact SDPA over length buckets" in row["description"] and "fp16 on CUDA, fp32 on CPU" in row["description"]
 
 
+def test_backends_long_listing_shows_the_description():
+    result = CliRunner().invoke(cli, ["backends", "-l"])
+    assert result.exit_code == 0, result.output
+    assert "esm2=v2     protein     2560  virnucpro-esm2-v2" in result.output
+    assert "\nesm2=v2: ESM-2 over packed variable-length batches" in result.output
+    assert "precision: fp16 on CUDA, fp32 on CPU" in result.output
+
+
 def test_precision_defaults_resolve_per_backend_and_device():
     v2 = load_registry().get_backend("esm2", "v2")
     assert RuntimeConfig(device="cpu").embedder_options(None, backend=v2).precision == "fp32"
