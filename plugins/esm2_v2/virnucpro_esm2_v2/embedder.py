@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 
 #: The original's ``truncation_seq_length``: residues pooled per protein at most.
 DEFAULT_MAX_LENGTH = 1024
-#: Token budget on a CPU; measured best on our 2-core test machine (docs/performance.md).
+#: Token budget on a CPU: twice the original's 2048 (GEMMs of a few thousand rows already run at
+#: full speed on a CPU). Not tuned: the sweep could not finish on the shared test machine.
 CPU_BATCH_TOKENS = 4096
 #: On CUDA the budget is this share of the free memory after loading, over the estimate below ...
 CUDA_MEMORY_SHARE = 0.6
