@@ -31,6 +31,8 @@ def unavailable_reason(name: str, device_type: str, dtype) -> str | None:
     """Why ``name`` cannot run on this device type in this dtype, or ``None``."""
     import torch
 
+    if name not in IMPLEMENTATIONS:
+        raise ConfigError(f"esm2=v2: unknown attention implementation {name!r}; choose one of {', '.join(IMPLEMENTATIONS)} or auto")
     if name == SDPA_BUCKETED:
         return None
     if device_type != "cuda":
@@ -39,9 +41,7 @@ def unavailable_reason(name: str, device_type: str, dtype) -> str | None:
         return "needs fp16 or bf16 (FlashAttention has no fp32 kernels)"
     if name == FLASH_ATTN:
         return None if importlib.util.find_spec("flash_attn") else "flash-attn is not installed (pip install 'virnucpro-esm2-v2[flash]')"
-    if name == TORCH_VARLEN:
-        return None if importlib.util.find_spec("torch.nn.attention.varlen") else f"torch {torch.__version__} has no torch.nn.attention.varlen"
-    raise ConfigError(f"esm2=v2: unknown attention implementation {name!r}; choose one of {', '.join(IMPLEMENTATIONS)}")
+    return None if importlib.util.find_spec("torch.nn.attention.varlen") else f"torch {torch.__version__} has no torch.nn.attention.varlen"
 
 
 def available(device_type: str, dtype) -> list[str]:
