@@ -39,7 +39,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from bench_embed import proteins
+    from bench_esm2 import benchmark_proteins
     from virnucpro_core.embedding import embed_fasta
     from virnucpro_core.engine.config import EngineConfig
     from virnucpro_core.formats.hdf5 import Hdf5Reader
@@ -53,7 +53,7 @@ def main() -> None:
         tmp = Path(tmp)
         model = write_tiny_esm2(tmp / "model", name=f"esm2_t{args.layers}_bench", num_layers=args.layers,
                                 embed_dim=args.dim, attention_heads=args.heads)
-        seqs = proteins(args.sequences)
+        seqs, _ = benchmark_proteins(args.sequences)
         fasta = tmp / "proteins.faa"
         fasta.write_text("".join(f">p{i}\n{s}\n" for i, s in enumerate(seqs)))
         residues = sum(map(len, seqs))

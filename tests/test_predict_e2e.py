@@ -1,10 +1,11 @@
 """End to end: `virnucpro predict` with the installed first-party plugins and tiny models.
 
-The default backends are the newest installed: esm2=v1 and dnabert=v2; dnabert=v1 must
-give the same nucleotide embeddings on the same tiny set.
+The default backends are the newest installed (esm2=v2 and dnabert=v2 here), as for a user;
+dnabert=v1 must give the same nucleotide embeddings on the same tiny set.
 
-Needs the first-party plugins installed (requirements-dev.txt does that); the test is skipped,
-with the reason, where they are not.
+Needs at least esm2=v1, dnabert=v1 and dnabert=v2 installed (requirements-dev.txt does that);
+the tests are skipped, with the reason, where they are not. The ESM-2 backend is whatever the
+default resolves to (esm2=v2 where installed).
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ pytestmark = pytest.mark.skipif(
     not {"esm2=v1", "dnabert=v1", "dnabert=v2"} <= _installed,
     reason="needs virnucpro-esm2-v1, virnucpro-dnabert-v1 and virnucpro-dnabert-v2 installed (pip install -r requirements-dev.txt)",
 )
+
+
+_ESM2 = load_registry().get_backend("esm2") if "esm2=v1" in _installed else None
+#: The embedder class a default run uses, for the test that interrupts it.
+_ESM2_EMBEDDER = {"v1": ("virnucpro_esm2_v1.embedder", "Esm2V1Embedder"),
+                  "v2": ("virnucpro_esm2_v2.embedder", "Esm2V2Embedder")}.get(_ESM2.version if _ESM2 else "v1")
 
 
 def h5_ids(path: Path) -> list[str]:
@@ -85,7 +92,7 @@ def test_predict_writes_every_output_with_consistent_counts(run, two_genomes):
     assert sum(int(r["frames_scored"]) for r in by_id.values()) == len(frames)
     manifest = json.loads((outdir / "run.json").read_text())
     assert manifest["status"] == "done"
-    assert manifest["info"]["architecture"] == "esm2=v1 (virnucpro-esm2-v1 0.1.0), dnabert=v2 (virnucpro-dnabert-v2 0.1.0)"
+    assert manifest["info"]["architecture"] == f"{_ESM2.describe()}, dnabert=v2 (virnucpro-dnabert-v2 0.1.0)"
     counts = manifest["counts"]
     assert counts["prepare"]["sequences"] == 3 and counts["prepare"]["frames"] == len(frames)
     assert counts["embed_nucleotide"]["sequences"] == counts["embed_protein"]["sequences"] == len(frames)
@@ -127,7 +134,7 @@ def test_default_dnabert_v2_embeddings_equal_dnabert_v1_on_the_init_tiny_set(run
 
 def test_predict_reports_architecture_and_tiny_warning(run):
     _, result = run
-    assert "architecture: esm2=v1 (virnucpro-esm2-v1 0.1.0), dnabert=v2 (virnucpro-dnabert-v2 0.1.0)" in result.output
+    assert f"architecture: {_ESM2.describe()}, dnabert=v2 (virnucpro-dnabert-v2 0.1.0)" in result.output
     assert "WARNING: RANDOM TINY MODELS" in result.output
 
 
@@ -161,15 +168,15 @@ def test_resume_after_an_interrupted_embedding_reuses_finished_parts(tmp_path, t
     outdir = tmp_path / "out"
     script = f"""
 import sys
-import virnucpro_esm2_v1.embedder as e
+import {_ESM2_EMBEDDER[0]} as e
 calls = {{"n": 0}}
-original = e.Esm2V1Embedder.embed
+original = e.{_ESM2_EMBEDDER[1]}.embed
 def embed(self, seqs, progress=None):
     calls["n"] += 1
     if calls["n"] == 3:
         raise KeyboardInterrupt("simulated interruption")
     return original(self, seqs, progress)
-e.Esm2V1Embedder.embed = embed
+e.{_ESM2_EMBEDDER[1]}.embed = embed
 from virnucpro_core.cli import main
 sys.argv = ["virnucpro", "predict", {str(two_genomes)!r}, "-o", {str(outdir)!r}, "--models-dir", {str(tiny_models)!r},
             "-q", "--checkpoint-every", "50"]
@@ -223,7 +230,8 @@ def test_unknown_backend_and_missing_mlp_are_one_line_errors(tmp_path, tiny_mode
     result = runner.invoke(cli, ["predict", str(two_genomes), "-o", str(tmp_path / "a"), "--backend", "esm2=v7",
                                  "--models-dir", str(tiny_models)])
     assert result.exit_code == 1
-    assert "Error: backend esm2=v7 is not installed; installed esm2 versions: v1" in result.output
+    versions = ", ".join(b.version for b in load_registry().list_backends() if b.family == "esm2")
+    assert f"Error: backend esm2=v7 is not installed; installed esm2 versions: {versions}" in result.output
     (tmp_path / "empty").mkdir()
     result = runner.invoke(cli, ["predict", str(two_genomes), "-o", str(tmp_path / "b"), "--models-dir", str(tmp_path / "empty")])
     assert result.exit_code == 1

@@ -29,7 +29,9 @@ class EmbedderOptions:
     backend's ``default_model``. ``device`` is already resolved (``cpu``, ``cuda:1``),
     never ``auto``. ``batch_tokens``/``batch_size`` of ``None`` mean the backend's own
     default. ``max_length`` bounds how many residues/bases are pooled (``None``: the
-    backend's documented default).
+    backend's documented default). ``extra`` holds the ``--backend-option KEY=VALUE``
+    pairs, for settings only some backends have (``esm2=v2``: ``attention``); a backend
+    ignores keys it does not know (with a warning).
     """
 
     model: str | None = None
@@ -109,12 +111,20 @@ def always_available() -> str | None:
     return None
 
 
+def fp32_everywhere(device: str) -> str:
+    """Default precision of a backend that runs in fp32 unless told otherwise."""
+    return "fp32"
+
+
 @dataclass(frozen=True)
 class Backend:
     """One installable embedding backend, keyed by ``(family, version)``.
 
     ``check_available`` returns ``None`` when the backend can run here, else a short
     reason ("needs CUDA", "pip install flash-attn") shown by ``virnucpro backends``.
+    ``default_precision(device)`` is the precision used when the user gives none
+    (``esm2=v2``: fp16 on CUDA, fp32 on a CPU); the core resolves it before the run,
+    so manifests and checkpoints record the precision that really ran.
     ``package``/``package_version`` are filled in by the registry from the entry
     point that registered the backend; plugins leave them empty.
     """
@@ -128,6 +138,7 @@ class Backend:
     default_model: str | None = None
     requires: tuple[str, ...] = ()
     check_available: Callable[[], str | None] = always_available
+    default_precision: Callable[[str], str] = fp32_everywhere
     package: str = ""
     package_version: str = ""
 

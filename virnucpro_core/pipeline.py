@@ -146,6 +146,12 @@ def label_tiny(path: Path, format_name: str) -> None:
         set_warning(path, TINY_WARNING)
 
 
+def _precisions(runtime: RuntimeConfig, backends, device: str) -> str | dict[str, str]:
+    """The precision each backend runs in (one value when they agree, as before)."""
+    chosen = {m: runtime.precision_for(backends[m], device) for m in ("nucleotide", "protein")}
+    return chosen["protein"] if len(set(chosen.values())) == 1 else chosen
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise VirnucproError(f"count check failed: {message}; this is a bug, please report it with run.json")
@@ -204,7 +210,8 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
     # What the embeddings depend on; --resume refuses a run where any of it differs.
     identity = {
         "inputs": [describe_input(request.input_path)],
-        "parameters": {"chunk_size": request.chunk_size, "precision": runtime.precision},
+        "parameters": {"chunk_size": request.chunk_size, "precision": _precisions(runtime, backends, device),
+                       **({"backend_options": dict(runtime.backend_options)} if runtime.backend_options else {})},
         # without "dim": a backend's registered width is its default model's; the loaded one is recorded below
         "backends": {modality: {k: v for k, v in entry.items() if k != "dim"} for modality, entry in backends.manifest().items()},
         "models": {
@@ -249,7 +256,7 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
 
             def do_embed(backend=backend, fasta=fasta, target=target, modality=modality):
                 emb.mkdir(parents=True, exist_ok=True)
-                options = runtime.embedder_options(model_for[modality], modality=modality, revision=revision_for[modality],
+                options = runtime.embedder_options(model_for[modality], backend=backend, modality=modality, revision=revision_for[modality],
                                                    show_progress=request.progress)
                 result = embed_fasta(fasta, target, backend, options, fmt=hdf5, parts_dir=run.checkpoints / modality,
                                      checkpoint_every=runtime.checkpoint_every, resume=run.resumed, progress=request.progress,

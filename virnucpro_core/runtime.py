@@ -16,10 +16,13 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from virnucpro_core.backends import PRECISIONS, EmbedderOptions
 from virnucpro_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from virnucpro_core.backends import Backend
 
 
 @dataclass(frozen=True)
@@ -31,13 +34,14 @@ class RuntimeConfig:
     gpus: tuple[str, ...] = ()
     #: ``--parallel``: every visible GPU
     parallel: bool = False
-    precision: str = "fp32"
+    precision: str | None = None  # None: each backend's default (Backend.default_precision)
     batch_tokens: int | None = None
     batch_size: int | None = None
     threads: int | None = None
     checkpoint_every: int = 10_000
     resume: bool = False
     force_resume: bool = False
+    backend_options: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         from virnucpro_core.engine.devices import split_list
@@ -47,7 +51,7 @@ class RuntimeConfig:
             if isinstance(value, str):
                 value = split_list(value)
             object.__setattr__(self, name, tuple(str(v).strip().lower() for v in (value or ())))
-        if self.precision not in PRECISIONS:
+        if self.precision is not None and self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         for name in ("batch_tokens", "batch_size", "threads"):
             value = getattr(self, name)
@@ -67,20 +71,28 @@ class RuntimeConfig:
         values.update({k: v for k, v in cli_values.items() if v is not None})
         return cls(**values)
 
-    def embedder_options(self, model: str | None, *, modality: str | None = None, revision: str | None = None,
-                         max_length: int | None = None, show_progress: bool = False) -> EmbedderOptions:
+    def precision_for(self, backend: "Backend", device: str) -> str:
+        """The precision ``backend`` runs in on ``device``: the one asked for, else its default."""
+        return self.precision or backend.default_precision(device)
+
+    def embedder_options(self, model: str | None, *, backend: "Backend | None" = None, modality: str | None = None,
+                         revision: str | None = None, max_length: int | None = None,
+                         show_progress: bool = False) -> EmbedderOptions:
         """Options for one backend. With ``modality`` (the pipeline), ``batch_tokens`` goes to
         the protein backend only and ``batch_size`` to the nucleotide one, as the flags say;
-        without it (``virnucpro embed``, one backend) both go to the backend asked for."""
+        without it (``virnucpro embed``, one backend) both go to the backend asked for.
+        Without a precision given, ``backend``'s default for the device is used (fp32 without a backend)."""
+        device = self.worker_devices()[0]
         return EmbedderOptions(
             model=model,
-            device=self.worker_devices()[0],
-            precision=self.precision,
+            device=device,
+            precision=self.precision_for(backend, device) if backend is not None else (self.precision or "fp32"),
             batch_tokens=self.batch_tokens if modality in (None, "protein") else None,
             batch_size=self.batch_size if modality in (None, "nucleotide") else None,
             revision=revision,
             max_length=max_length,
             show_progress=show_progress,
+            extra=dict(self.backend_options),
         )
 
     def device_request(self):
@@ -133,10 +145,24 @@ def load_config_file(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     table = data.get("runtime", {})
-    known = {f.name for f in dataclasses.fields(RuntimeConfig)} - {"resume", "force_resume"}
+    known = {f.name for f in dataclasses.fields(RuntimeConfig)} - {"resume", "force_resume", "backend_options"}
     if "devices" in table and not isinstance(table["devices"], (list, str)):
         raise ConfigError(f"{path}: [runtime] devices must be a list such as [\"cuda:0\", \"cuda:1\"]")
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown [runtime] key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return {k.replace("-", "_"): v for k, v in table.items()}
+
+
+def parse_backend_option_values(values: "tuple[str, ...] | list[str]") -> tuple[tuple[str, str], ...]:
+    """``("attention=sdpa-bucketed",)`` → ``(("attention", "sdpa-bucketed"),)``; a malformed or repeated key is an error."""
+    pairs: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
+            raise ConfigError(f"--backend-option {item!r}: expected KEY=VALUE, e.g. --backend-option attention=sdpa-bucketed")
+        if key in pairs and pairs[key] != value:
+            raise ConfigError(f"--backend-option gives {key}={pairs[key]} and {key}={value}; give one")
+        pairs[key] = value
+    return tuple(pairs.items())

@@ -9,8 +9,9 @@ import click
 
 @click.command(name="backends")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
+@click.option("-l", "--long", "verbose", is_flag=True, help="Also print each backend's description (attention, precision defaults, ...).")
 @click.option("--all", "show_all", is_flag=True, help="Also list embedding formats and plugin load problems.")
-def backends(as_json: bool, show_all: bool) -> None:
+def backends(as_json: bool, show_all: bool, verbose: bool) -> None:
     """List installed embedding backends: family, version, modality, output width, package, status.
 
     Select one with `--backend FAMILY=VERSION` on `embed` and `predict`; without it the
@@ -19,6 +20,7 @@ def backends(as_json: bool, show_all: bool) -> None:
     \b
     Examples:
       virnucpro backends
+      virnucpro backends -l                 # with descriptions (attention, precision defaults)
       virnucpro backends --json | jq '.[] | select(.available)'
     """
     from virnucpro_core.registry import get_registry
@@ -75,6 +77,9 @@ def backends(as_json: bool, show_all: bool) -> None:
         widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header) - 1)]
         for row in [header, *table]:
             click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+        if verbose:
+            for r in rows:
+                click.echo(f"\n{r['family']}={r['version']}: {r['description']}")
     for (family, version), group in conflicts.items():
         names = " and ".join(sorted(b.package for b in group))
         click.echo(f"conflict: {family}={version} is registered by both {names}; uninstall one of them", err=True)

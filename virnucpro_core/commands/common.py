@@ -27,10 +27,11 @@ logging_options = _stack(
 
 device_options = _stack(
     click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N (the GPU you name is the GPU used)."),
-    click.option("--precision", type=click.Choice(PRECISIONS), default=None, help="Model precision [default: fp32]. bf16/fp16 change results slightly; fp32 reproduces the original."),
+    click.option("--precision", type=click.Choice(PRECISIONS), default=None, help="Model precision [backend default: fp32; esm2=v2 on CUDA: fp16]. bf16/fp16 change results slightly; fp32 reproduces the original."),
     click.option("--batch-tokens", type=int, default=None, help="Token budget per batch for protein models [backend default; esm2=v1: 2048 like the original]."),
     click.option("--batch-size", type=int, default=None, help="Sequences per batch for nucleotide models [backend default]."),
     click.option("-t", "--threads", type=int, default=None, help="CPU threads for torch [torch default]."),
+    click.option("--backend-option", "backend_option_values", multiple=True, metavar="KEY=VALUE", help="Backend-specific setting, repeatable, e.g. --backend-option attention=sdpa-bucketed for esm2=v2 (see `virnucpro backends`)."),
 )
 
 resume_options = _stack(
@@ -55,10 +56,11 @@ backend_options = _stack(
 
 def runtime_from_options(kwargs: dict[str, Any]):
     """Build the :class:`RuntimeConfig` from the shared options in ``kwargs``."""
-    from virnucpro_core.runtime import RuntimeConfig
+    from virnucpro_core.runtime import RuntimeConfig, parse_backend_option_values
 
     keys = ("device", "devices", "gpus", "parallel", "precision", "batch_tokens", "batch_size", "threads", "checkpoint_every", "resume", "force_resume")
     values = {k: kwargs.get(k) for k in keys}
+    values["backend_options"] = parse_backend_option_values(kwargs.get("backend_option_values") or ()) or None
     for flag in ("resume", "force_resume", "parallel"):
         values[flag] = bool(values[flag]) or None
     if values["device"] == "auto":

@@ -52,6 +52,8 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
       virnucpro embed proteins.faa --backend esm2=v1 --shard 0/4 -o shards/0    # array job 0 of 4, then:
       virnucpro aggregate shards/0 shards/1 shards/2 shards/3 -o p.h5
       torchrun --nproc-per-node 4 -m virnucpro_core embed proteins.faa --backend esm2=v1 -o p.h5
+      virnucpro embed proteins.faa --backend esm2=v2 --device cuda:0 --precision bf16 -o p.h5
+      virnucpro embed proteins.faa --backend esm2=v2 --backend-option attention=sdpa-bucketed -o p.h5
     """
     from virnucpro_core.commands.common import runtime_from_options
     from virnucpro_core.engine.distributed import context_from_env, follow
@@ -113,10 +115,10 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
     if output.exists() and shard is None and output.is_dir():
         raise ConfigError(f"{output} is a directory; -o names the embeddings file (a directory only with --shard)")
     output.mkdir(parents=True, exist_ok=True) if shard is not None else output.parent.mkdir(parents=True, exist_ok=True)
-    options = runtime.embedder_options(model, revision=revision, max_length=max_length, show_progress=not quiet)
+    options = runtime.embedder_options(model, backend=backend, revision=revision, max_length=max_length, show_progress=not quiet)
     identity = {"input": describe_input(input_path), "backend": backend.key, "package_version": backend.package_version,
-                "model": model, "revision": revision, "precision": runtime.precision, "max_length": max_length,
-                **batch_identity(options)}
+                "model": model, "revision": revision, "precision": options.precision, "max_length": max_length,
+                **batch_identity(options), **({"backend_options": dict(options.extra)} if options.extra else {})}
     with run_lock(folder, lock):
         remove_stale_temporaries(folder, stale)
         if parts.exists() and not finished_parts(parts):

@@ -190,6 +190,20 @@ def _check_esm2_checkpoint(data: Any, path: Path) -> None:
         raise ModelError(f"{path}: not a fair-esm ESM-2 checkpoint (cfg['model'] lacks {', '.join(missing)})")
 
 
+def read_esm2_checkpoint(model: str = DEFAULT_MODEL, *, download: bool = True, progress: bool = False) -> tuple[CheckpointFiles, dict[str, Any]]:
+    """Find ``model`` (a name or a path), read it safely and check its layout, without fair-esm.
+
+    Returns the files and the checkpoint dict (``{"cfg": {"model": Namespace}, "model":
+    state_dict}``, keys with fair-esm's ``encoder.sentence_encoder.`` prefixes). This is
+    the part of loading that ``esm2=v2`` shares: it builds its own forward from the same
+    state dict, so both backends read the same files the same way.
+    """
+    files = resolve_checkpoint(model, download=download, progress=progress)
+    data = read_checkpoint(files.model)
+    _check_esm2_checkpoint(data, files.model)
+    return files, data
+
+
 def load_esm2(model: str = DEFAULT_MODEL, device: Any = "cpu", dtype: Any = None, *, download: bool = True, progress: bool = False):
     """Build fair-esm's ``ESM2`` from ``model`` (a name or a path); return ``(model, alphabet)``.
 
@@ -200,9 +214,7 @@ def load_esm2(model: str = DEFAULT_MODEL, device: Any = "cpu", dtype: Any = None
     import esm
     import torch
 
-    files = resolve_checkpoint(model, download=download, progress=progress)
-    data = read_checkpoint(files.model)
-    _check_esm2_checkpoint(data, files.model)
+    files, data = read_esm2_checkpoint(model, download=download, progress=progress)
     regression = None
     if files.regression is not None:
         regression = read_checkpoint(files.regression)
