@@ -33,7 +33,6 @@ import json
 import random
 import resource
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,14 +49,9 @@ PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "RTX 
 def benchmark_proteins(count: int, seed: int = 0) -> tuple[list[str], str]:
     """``count`` proteins and where they came from."""
     try:
-        from virnucpro_core.prepare import prepare_file
+        from virnucpro_core.testing.proteins import prepared_proteins
 
-        out: list[str] = []
-        with tempfile.TemporaryDirectory() as tmp:
-            for size in (300, 500):
-                for name in ("lambda_NC_001416.fa.gz", "hpylori_G27_first60kb.fa.gz"):
-                    result = prepare_file(GENOMES / name, Path(tmp) / str(size), size)
-                    out += [line.strip() for line in open(result.protein) if not line.startswith(">")]
+        out = prepared_proteins([GENOMES / "lambda_NC_001416.fa.gz", GENOMES / "hpylori_G27_first60kb.fa.gz"])
         source = f"{len(out)} stop-free frames of lambda + H. pylori (300/500 bp chunks)"
     except ImportError as exc:  # no Biopython (the GPU image)
         rng = random.Random(seed)

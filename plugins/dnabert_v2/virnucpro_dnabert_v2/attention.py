@@ -138,7 +138,6 @@ class PackedAttention:
             cu, longest = self._state
             q, k, v = qkv.unbind(1)
             return self._flash(q, k, v, cu, cu, longest, longest, dropout_p=0.0, causal=False, alibi_slopes=self.slopes)
-        import torch
         from torch.nn import functional as F
 
         total, blocks = self._state

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -40,15 +39,9 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 def real_proteins() -> list[str]:
     """Every stop-free frame of phage lambda and 60 kb of H. pylori, 300 and 500 bp chunks, through `prepare`
     (383 proteins of 1..166 residues)."""
-    from virnucpro_core.prepare import prepare_file
+    from virnucpro_core.testing.proteins import prepared_proteins
 
-    out: list[str] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for size in (300, 500):
-            for name in ("lambda_NC_001416.fa.gz", "hpylori_G27_first60kb.fa.gz"):
-                result = prepare_file(GENOMES / name, Path(tmp) / str(size), size)
-                out += [line.strip() for line in open(result.protein) if not line.startswith(">")]
-    return out
+    return prepared_proteins([GENOMES / "lambda_NC_001416.fa.gz", GENOMES / "hpylori_G27_first60kb.fa.gz"])
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,6 @@ CPU fp32 and :data:`CPU_BATCH_TOKENS`. ``--precision`` and ``--batch-tokens`` ov
 from __future__ import annotations
 
 import logging
-import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Mapping, Sequence

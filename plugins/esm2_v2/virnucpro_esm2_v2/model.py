@@ -22,7 +22,6 @@ rotary tables and the pooled sums are fp32 whatever the dtype.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
