@@ -270,7 +270,7 @@ def test_widths_of_default_models_are_checked_before_any_embedding_naming_both(t
     assert result.exit_code == 1
     assert result.output == (
         f"Error: {mlp}: the MLP expects 3328 features but the embeddings give 256 nucleotide (kmer=v1) + 2560 protein "
-        "(esm2=v1) = 2816; use the MLP trained for these models (the published ones need DNABERT-S 768 + ESM-2 3B 2560 "
+        f"({_ESM2.key}) = 2816; use the MLP trained for these models (the published ones need DNABERT-S 768 + ESM-2 3B 2560 "
         "= 3328)\n"
     )
     assert not (tmp_path / "k").exists()
@@ -329,15 +329,15 @@ def test_resume_with_other_batches_is_refused_not_mixed(tmp_path, tiny_models):
     lam = str(DATA / "genomes" / "lambda_NC_001416.fa.gz")
     script = f"""
 import sys
-import virnucpro_esm2_v1.embedder as e
+import {_ESM2_EMBEDDER[0]} as e
 calls = {{"n": 0}}
-original = e.Esm2V1Embedder.embed
+original = e.{_ESM2_EMBEDDER[1]}.embed
 def embed(self, seqs, progress=None):
     calls["n"] += 1
     if calls["n"] == 2:
         raise KeyboardInterrupt("simulated interruption")
     return original(self, seqs, progress)
-e.Esm2V1Embedder.embed = embed
+e.{_ESM2_EMBEDDER[1]}.embed = embed
 from virnucpro_core.cli import main
 sys.argv = ["virnucpro", "predict", {lam!r}, "-o", {str(outdir)!r}, "--models-dir", {str(tiny_models)!r},
             "-q", "--checkpoint-every", "40"]
