@@ -477,10 +477,12 @@ def score(
             "embed with the models this MLP was trained on (DNABERT-S + ESM-2 3B give 768 + 2560)"
         )
     out = np.empty((features.shape[0], config.num_class), dtype=np.float32)
-    model = model.to(device).eval()
+    from virnucpro_core import accel
+
+    model = accel.move_module(model, device).eval()
     with torch.no_grad():
         for start in range(0, features.shape[0], batch_size):
-            batch = torch.from_numpy(features[start : start + batch_size]).to(device)
+            batch = accel.to_device(torch.from_numpy(features[start : start + batch_size]), device)
             probabilities = F.softmax(model(batch), dim=1)
             out[start : start + batch.shape[0]] = probabilities.float().cpu().numpy()
     return out

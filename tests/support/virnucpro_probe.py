@@ -10,6 +10,9 @@ the tests comes from the environment, which every child process inherits:
 - ``PROBE_FAIL``: raise ``RuntimeError`` on a part holding a sequence that contains this text
 - ``PROBE_FAIL_LOAD``: raise in the factory, as a model that cannot be loaded does
 - ``PROBE_PID_DIR``: each process that loads the probe leaves a file named by its pid there
+- ``PROBE_DEVICE_DIR``: each process that loads the probe leaves ``<pid>.json`` there with
+  the device it was given and, on CUDA, the process's current device at load time
+  (so the engine's binding of devices is tested, also under the simulated CUDA device)
 """
 
 from __future__ import annotations
@@ -50,6 +53,14 @@ class ProbeEmbedder:
 def make_probe(options: EmbedderOptions) -> ProbeEmbedder:
     if os.environ.get("PROBE_FAIL_LOAD"):
         raise RuntimeError(os.environ["PROBE_FAIL_LOAD"])
+    if os.environ.get("PROBE_DEVICE_DIR"):
+        import json
+
+        import torch
+
+        current = torch.cuda.current_device() if options.device.startswith("cuda") else None
+        with open(os.path.join(os.environ["PROBE_DEVICE_DIR"], f"{os.getpid()}.json"), "w") as out:
+            json.dump({"device": options.device, "current": current}, out)
     if os.environ.get("PROBE_PID_DIR"):
         with open(os.path.join(os.environ["PROBE_PID_DIR"], str(os.getpid())), "w"):
             pass

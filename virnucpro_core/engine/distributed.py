@@ -3,7 +3,8 @@
 Every rank runs the same command. Rank 0 drives: it prepares, plans each embedding
 stage and broadcasts a :class:`RankJob` (paths, part size, the parts to compute, the
 backend *key* and options); rank ``r`` computes the parts ``p`` with
-``p % WORLD_SIZE == r`` on ``cuda:LOCAL_RANK`` (or the CPU with ``--device cpu``) and
+``p % WORLD_SIZE == r`` on its GPU (``cuda:LOCAL_RANK`` among the GPUs it sees, see
+:func:`rank_device`; or the CPU with ``--device cpu``) and
 reports back; rank 0 then assembles, classifies and reports, and finally tells the
 others to exit 0. Synchronisation uses ``torch.distributed`` with gloo (no GPU
 collective is needed). All ranks read and write the same files, so the output
@@ -51,9 +52,28 @@ def context_from_env(environ: dict[str, str] | None = None) -> DistContext | Non
     return DistContext(rank, world, local) if world > 1 else None
 
 
-def rank_device(ctx: DistContext, device: str) -> str:
-    """``cpu`` stays the CPU; anything else is this rank's GPU, ``cuda:LOCAL_RANK``."""
-    return "cpu" if device == "cpu" else f"cuda:{ctx.local_rank}"
+def rank_device(ctx: DistContext, device: str, visible: int | None = None) -> str:
+    """``cpu`` stays the CPU; anything else is this rank's GPU among the ``visible`` ones.
+
+    That is ``cuda:(LOCAL_RANK % visible)``: with every GPU of a node visible to every
+    rank (torchrun's usual set-up) rank ``r`` takes ``cuda:r``; with one GPU visible per
+    rank (SLURM ``--gpus-per-task=1``, or ``CUDA_VISIBLE_DEVICES`` set per rank) every
+    rank takes its own ``cuda:0``. More ranks than visible GPUs share them round-robin
+    (logged). ``visible`` defaults to ``torch.cuda.device_count()``.
+    """
+    if device == "cpu":
+        return "cpu"
+    if visible is None:
+        import torch
+
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if visible <= 0:
+        return f"cuda:{ctx.local_rank}"  # refused by the device check, with the reason
+    index = ctx.local_rank % visible
+    if ctx.local_rank >= visible:
+        log.warning("rank %d (local rank %d) sees %d GPU(s): it shares cuda:%d with local rank %d", ctx.rank, ctx.local_rank,
+                    visible, index, index)
+    return f"cuda:{index}"
 
 
 def init(ctx: DistContext) -> None:

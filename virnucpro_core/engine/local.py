@@ -7,6 +7,7 @@ import time
 import traceback
 from typing import Callable, Iterable
 
+from virnucpro_core import accel
 from virnucpro_core.backends import Backend, Embedder, EmbedderOptions
 from virnucpro_core.engine.failures import EngineRun, PartFailed, WorkerStats, error_summary
 from virnucpro_core.engine.parts import PartTask, compute_part
@@ -21,6 +22,10 @@ def run_local(tasks: Iterable[PartTask], backend: Backend, options: EmbedderOpti
               where: str | None = None) -> EngineRun:
     """Compute ``tasks`` here; the model is loaded only if there is a part to compute.
 
+    A CUDA device is bound first (``torch.cuda.set_device``), as each worker binds its
+    own, so that nothing implicit of the backend's lands on ``cuda:0`` when the user
+    named ``cuda:1``, in one process and in every torchrun rank.
+
     A backend error that is not a :class:`VirnucproError` becomes one line naming the
     device and the records (the traceback goes to the log file).
     """
@@ -31,6 +36,7 @@ def run_local(tasks: Iterable[PartTask], backend: Backend, options: EmbedderOpti
     try:
         for task in tasks:
             if embedder is None:
+                accel.bind(options.device)  # as each worker binds its own: in one process, and in each torchrun rank
                 log.info("loading %s (model %s) on %s, %s", backend.describe(), options.model or backend.default_model,
                          options.device, options.precision)
                 try:

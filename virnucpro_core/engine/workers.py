@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable, Iterator
 
+from virnucpro_core import accel
 from virnucpro_core.backends import Backend, EmbedderOptions
 from virnucpro_core.engine.failures import EngineRun, PartFailed, WorkerStats, death_summary, error_summary
 from virnucpro_core.engine.parts import PartTask, compute_part
@@ -66,13 +67,11 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
                         datefmt="%H:%M:%S")
     task: PartTask | None = None
     try:
-        if spec.threads or spec.device.startswith("cuda"):
+        if spec.threads:
             import torch
 
-            if spec.threads:
-                torch.set_num_threads(spec.threads)
-            if spec.device.startswith("cuda"):
-                torch.cuda.set_device(spec.device)  # bind: anything implicit lands on the device named too
+            torch.set_num_threads(spec.threads)
+        accel.bind(spec.device)  # anything implicit (events, streams, handles) lands on the device named too
         from virnucpro_core.registry import get_registry
 
         family, version = spec.backend_key.split("=", 1)

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from virnucpro_core import accel
 from virnucpro_core.backends import PRECISIONS, EmbedderOptions, positive_setting, require_strings, torch_dtype
 from virnucpro_core.errors import BackendError, ConfigError, InputError, ModelError
 from virnucpro_dnabert_v1.loading import LoadedDnabert, load_dnabert
@@ -96,8 +97,6 @@ class DnabertV1Embedder:
         batch_tokens: int | None = None,
         max_length: int | None = None,
     ) -> None:
-        import torch
-
         if precision not in PRECISIONS:
             raise ConfigError(f"dnabert=v1: precision {precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
         self.batch_tokens = _positive("batch_tokens", batch_tokens)
@@ -106,9 +105,9 @@ class DnabertV1Embedder:
             self.batch_size = DEFAULT_BATCH_SIZE
         self.max_length = _positive("max_length", max_length)
         self.precision = precision
-        self.device = torch.device(device)
+        self.device = accel.cuda_device(device)
         self.tokenizer = loaded.tokenizer
-        self.model = loaded.model.to(self.device)
+        self.model = accel.move_module(loaded.model, self.device)
         self.model.eval()
         self.model_id = loaded.model_id
         self.commit = loaded.commit
@@ -187,8 +186,8 @@ class DnabertV1Embedder:
                     n = lengths[index]
                     input_ids[row, :n] = torch.tensor(token_ids[index], dtype=torch.long)
                     mask[row, :n] = 1
-                input_ids = input_ids.to(self.device)
-                mask = mask.to(self.device)
+                input_ids = accel.to_device(input_ids, self.device)
+                mask = accel.to_device(mask, self.device)
                 hidden = self.model(input_ids=input_ids, attention_mask=mask)[0]
                 pooled = masked_mean(hidden, mask)
                 result[batch] = pooled.cpu().numpy()
@@ -201,10 +200,6 @@ class DnabertV1Embedder:
         if self._closed:
             return
         self._closed = True
-        on_cuda = self.device.type == "cuda"
         self.model = None
         self.tokenizer = None
-        if on_cuda:
-            import torch
-
-            torch.cuda.empty_cache()
+        accel.release_cache(self.device)

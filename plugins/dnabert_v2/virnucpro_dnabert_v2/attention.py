@@ -22,10 +22,10 @@ run, else SDPA); the embedder logs the choice and records it in the output file.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
+from virnucpro_core import accel
 from virnucpro_core.errors import ConfigError
 
 FLASH = "flash_attn_varlen"
@@ -37,14 +37,18 @@ MAX_BIAS_ELEMENTS = 1 << 26
 
 
 def flash_unavailable(device_type: str, precision: str) -> str | None:
-    """Why flash-attn's varlen kernel cannot run here, or ``None``."""
+    """Why flash-attn's varlen kernel cannot run here, or ``None``.
+
+    flash-attn is imported for real (:func:`virnucpro_core.accel.flash_attn_varlen`): an
+    installed build that does not load (made for another torch or CUDA) is unavailable,
+    with its import error, and ``auto`` falls back to SDPA instead of crashing.
+    """
     if device_type != "cuda":
         return "flash-attn runs on CUDA only"
     if precision not in ("bf16", "fp16"):
         return f"flash-attn computes in bf16/fp16, not {precision}"
-    if importlib.util.find_spec("flash_attn") is None:
-        return "flash-attn is not installed (pip install 'virnucpro-dnabert-v2[flash]')"
-    return None
+    _func, reason = accel.flash_attn_varlen()
+    return f"{reason} (pip install 'virnucpro-dnabert-v2[flash]')" if reason else None
 
 
 def choose_attention(requested: str, device_type: str, precision: str) -> str:
@@ -81,12 +85,12 @@ class PackedAttention:
         self.dtype = dtype
         self.device = device
         # the reference stores its Python-float slopes as an fp32 tensor; flash-attn wants fp32 too
-        self.slopes = torch.tensor(slopes, dtype=torch.float32, device=device)
+        self.slopes = accel.to_device(torch.tensor(slopes, dtype=torch.float32), device)
         self._state: Any = None
         if kind == FLASH:
-            from flash_attn import flash_attn_varlen_func
-
-            self._flash = flash_attn_varlen_func
+            self._flash, reason = accel.flash_attn_varlen()
+            if self._flash is None:
+                raise ConfigError(f"dnabert=v2: attention=flash cannot run: {reason}")
 
     def prepare(self, lengths: list[int]) -> None:
         """Index the batch whose sequences, of these token counts, are concatenated in this order."""
@@ -96,7 +100,7 @@ class PackedAttention:
         for n in lengths:
             offsets.append(offsets[-1] + n)
         if self.kind == FLASH:
-            cu = torch.tensor(offsets, dtype=torch.int32, device=self.device)
+            cu = accel.to_device(torch.tensor(offsets, dtype=torch.int32), self.device)
             self._state = (cu, max(lengths))
             return
         self._state = self._blocks(lengths, offsets)
@@ -127,8 +131,8 @@ class PackedAttention:
             valid = steps[None, :] < sizes
             index = torch.where(valid, starts + steps[None, :], torch.zeros_like(starts))
             key_bias = torch.zeros(valid.shape, dtype=torch.float32).masked_fill(~valid, float("-inf"))
-            valid, index = valid.to(self.device), index.to(self.device)
-            bias = alibi_bias(self.slopes, width)[None] + key_bias.to(self.device)[:, None, None, :]
+            valid, index = accel.to_device(valid, self.device), accel.to_device(index, self.device)
+            bias = alibi_bias(self.slopes, width)[None] + accel.to_device(key_bias, self.device)[:, None, None, :]
             blocks.append(_Block(index=index, valid=valid, positions=index[valid], bias=bias.to(self.dtype)))
         return total, blocks
 

@@ -16,8 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from virnucpro_core import accel
 from virnucpro_core.backends import PRECISIONS, EmbedderOptions, positive_setting, require_strings, torch_dtype
-from virnucpro_core.errors import BackendError, ConfigError
+from virnucpro_core.errors import BackendError, ConfigError, VirnucproError
 from virnucpro_dnabert_v2.attention import ATTENTION_CHOICES, PackedAttention, choose_attention
 from virnucpro_dnabert_v2.loading import LoadedDnabert, load_dnabert
 
@@ -89,14 +90,12 @@ class DnabertV2Embedder:
         max_length: int | None = None,
         attention: str = "auto",
     ) -> None:
-        import torch
-
         if precision not in PRECISIONS:
             raise ConfigError(f"dnabert=v2: precision {precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
         self.batch_size = _positive("batch_size", batch_size)
         self.batch_tokens = _positive("batch_tokens", batch_tokens)
         self.max_length = _positive("max_length", max_length)
-        self.device = torch.device(device)
+        self.device = accel.cuda_device(device)
         if self.batch_tokens is None and self.batch_size is None:
             self.batch_tokens = DEFAULT_BATCH_TOKENS.get(self.device.type, DEFAULT_BATCH_TOKENS["cpu"])
         self.precision = precision
@@ -104,7 +103,7 @@ class DnabertV2Embedder:
         self.attention = choose_attention(attention, self.device.type, precision)
         self.tokenizer = loaded.tokenizer
         self.config = loaded.config
-        self.model = loaded.model.to(self.device)
+        self.model = accel.move_module(loaded.model, self.device)
         if precision != "fp32":
             self.model.set_compute_dtype(self.dtype)
         self.model_id = loaded.model_id
@@ -147,6 +146,7 @@ class DnabertV2Embedder:
             raise BackendError("dnabert=v2: this embedder was closed; build a new one")
         require_strings("dnabert=v2", sequences)
         result = np.zeros((len(sequences), self.dim), dtype=np.float32)
+        written = np.zeros(len(sequences), dtype=np.int64)
         if not sequences:
             return result
         token_ids = self.tokenize(sequences)
@@ -155,13 +155,21 @@ class DnabertV2Embedder:
             for batch in plan_batches(lengths, self.batch_tokens, self.batch_size):
                 batch_lengths = [lengths[i] for i in batch]
                 flat = [token for i in batch for token in token_ids[i]]
-                input_ids = torch.tensor(flat, dtype=torch.long).to(self.device, non_blocking=True)
+                input_ids = accel.to_device(torch.tensor(flat, dtype=torch.long), self.device)
                 self._attend.prepare(batch_lengths)
                 hidden = self.model.encode(input_ids, self._attend)
-                counts = torch.tensor(batch_lengths, device=self.device)
-                result[batch] = segment_means(hidden, counts).cpu().numpy()
+                counts = accel.to_device(torch.tensor(batch_lengths), self.device)
+                rows = accel.rows_to_host(segment_means(hidden, counts), self.device).wait().numpy()
+                if rows.shape != (len(batch), self.dim):
+                    raise VirnucproError(f"dnabert=v2: a batch of {len(batch)} sequences gave rows of shape {rows.shape}; "
+                                         "this is a bug, please report it")
+                result[batch] = rows
+                written[batch] += 1
                 if progress is not None:
                     progress(len(batch))
+        if not (written == 1).all():
+            bad = int(np.flatnonzero(written != 1)[0])
+            raise VirnucproError(f"dnabert=v2: sequence #{bad + 1} got {int(written[bad])} rows; this is a bug, please report it")
         return result
 
     def close(self) -> None:
@@ -169,11 +177,7 @@ class DnabertV2Embedder:
         if self._closed:
             return
         self._closed = True
-        on_cuda = self.device.type == "cuda"
         self.model = None
         self.tokenizer = None
         self._attend = None
-        if on_cuda:
-            import torch
-
-            torch.cuda.empty_cache()
+        accel.release_cache(self.device)

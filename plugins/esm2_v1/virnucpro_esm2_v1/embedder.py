@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from virnucpro_core import accel
 from virnucpro_core.backends import EmbedderOptions
 from virnucpro_core.backends import torch_dtype as core_torch_dtype
 from virnucpro_core.errors import ConfigError, InputError
@@ -83,7 +84,7 @@ class Esm2V1Embedder:
         self.max_length = int(max_length)
         self.batch_size = batch_size
         self._converter = alphabet.get_batch_converter()
-        self._device = next(model.parameters()).device
+        self._device = next(model.parameters()).device  # where the weights are (the CPU, or the GPU named)
 
     @classmethod
     def from_options(cls, options: EmbedderOptions) -> "Esm2V1Embedder":
@@ -93,7 +94,7 @@ class Esm2V1Embedder:
             log.warning("esm2=v1 ignores revision %r: fair-esm checkpoints have no revisions", options.revision)
         model_id = options.model or DEFAULT_MODEL
         model, alphabet = load_esm2(model_id, options.device, dtype, progress=options.show_progress)
-        return cls(
+        embedder = cls(
             model,
             alphabet,
             model_id=model_id,
@@ -101,6 +102,8 @@ class Esm2V1Embedder:
             max_length=options.max_length or DEFAULT_MAX_LENGTH,
             batch_size=options.batch_size,
         )
+        embedder._device = accel.cuda_device(options.device)  # the device named (its tensors may live elsewhere when simulated)
+        return embedder
 
     def plan_batches(self, sequences: Sequence[str]) -> list[list[int]]:
         """Input indices of each batch, in the order they run: fair-esm's length-sorted
@@ -132,7 +135,7 @@ class Esm2V1Embedder:
         with torch.inference_mode():
             for batch in self.plan_batches(seqs):
                 _labels, strs, toks = self._converter([(str(i), seqs[i]) for i in batch])
-                toks = toks.to(self._device, non_blocking=True)
+                toks = accel.to_device(toks, self._device, non_blocking=True)
                 reps = self.model(toks, repr_layers=[layer])["representations"][layer]
                 means = [
                     reps[row, 1 : min(self.max_length, len(strs[row])) + 1].float().mean(0) for row in range(len(batch))
@@ -146,9 +149,5 @@ class Esm2V1Embedder:
         """Drop the model so its memory can be reclaimed."""
         if self.model is None:
             return
-        on_cuda = self._device.type == "cuda"
         self.model = None
-        if on_cuda:
-            import torch
-
-            torch.cuda.empty_cache()
+        accel.release_cache(self._device)

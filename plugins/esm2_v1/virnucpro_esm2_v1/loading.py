@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from virnucpro_core import accel
 from virnucpro_core.atomic import atomic_path
 from virnucpro_core.errors import ModelError
 
@@ -212,7 +213,6 @@ def load_esm2(model: str = DEFAULT_MODEL, device: Any = "cpu", dtype: Any = None
     :class:`ModelError` naming the file.
     """
     import esm
-    import torch
 
     files, data = read_esm2_checkpoint(model, download=download, progress=progress)
     regression = None
@@ -233,5 +233,5 @@ def load_esm2(model: str = DEFAULT_MODEL, device: Any = "cpu", dtype: Any = None
             "the file is damaged or not an ESM-2 checkpoint"
         ) from exc
     net.eval()
-    net.to(device=torch.device(device), dtype=dtype)
+    net.to(device=accel.storage_device(device), dtype=dtype)
     return net, alphabet

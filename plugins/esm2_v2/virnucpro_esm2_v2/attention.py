@@ -14,9 +14,10 @@ Each takes q, k, v of shape ``(T, H, D)`` with positions already rotated and ret
 
 from __future__ import annotations
 
-import importlib.util
 import logging
+from typing import Callable
 
+from virnucpro_core import accel
 from virnucpro_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,12 @@ IMPLEMENTATIONS: tuple[str, ...] = (FLASH_ATTN, TORCH_VARLEN, SDPA_BUCKETED)
 
 
 def unavailable_reason(name: str, device_type: str, dtype) -> str | None:
-    """Why ``name`` cannot run on this device type in this dtype, or ``None``."""
+    """Why ``name`` cannot run on this device type in this dtype, or ``None``.
+
+    Availability is decided by importing the kernel (:mod:`virnucpro_core.accel`): a
+    flash-attn that is installed but does not load, or a torch without ``varlen_attn``,
+    is unavailable with the import's own reason.
+    """
     import torch
 
     if name not in IMPLEMENTATIONS:
@@ -40,8 +46,10 @@ def unavailable_reason(name: str, device_type: str, dtype) -> str | None:
     if dtype not in (torch.float16, torch.bfloat16):
         return "needs fp16 or bf16 (FlashAttention has no fp32 kernels)"
     if name == FLASH_ATTN:
-        return None if importlib.util.find_spec("flash_attn") else "flash-attn is not installed (pip install 'virnucpro-esm2-v2[flash]')"
-    return None if importlib.util.find_spec("torch.nn.attention.varlen") else f"torch {torch.__version__} has no torch.nn.attention.varlen"
+        _func, reason = accel.flash_attn_varlen()
+        return f"{reason} (pip install 'virnucpro-esm2-v2[flash]')" if reason else None
+    _kernel, reason = accel.torch_varlen()
+    return reason
 
 
 def available(device_type: str, dtype) -> list[str]:
@@ -60,18 +68,38 @@ def choose(device_type: str, dtype, forced: str | None = None) -> str:
     return available(device_type, dtype)[0]
 
 
+def kernel(name: str) -> Callable:
+    """``attend(q, k, v, batch, scale)`` for implementation ``name``, looked up once per forward.
+
+    Each takes q, k, v of shape ``(T, H, D)`` and a :class:`PackedBatch` on the device.
+    """
+    if name == FLASH_ATTN:
+        flash, reason = accel.flash_attn_varlen()
+        if flash is None:
+            raise RuntimeError(f"esm2=v2: {reason}")
+
+        def attend_flash(q, k, v, batch, scale):
+            return flash(q, k, v, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen, batch.max_seqlen,
+                         dropout_p=0.0, softmax_scale=scale)
+
+        return attend_flash
+    if name == TORCH_VARLEN:
+        varlen, reason = accel.torch_varlen()
+        if varlen is None:
+            raise RuntimeError(f"esm2=v2: {reason}")
+
+        def attend_varlen(q, k, v, batch, scale):
+            return varlen(q, k, v, batch.cu_seqlens, batch.max_seqlen, scale)
+
+        return attend_varlen
+    if name == SDPA_BUCKETED:
+        return _sdpa_bucketed
+    raise ConfigError(f"esm2=v2: unknown attention implementation {name!r}")
+
+
 def attend(name: str, q, k, v, batch, scale: float):
     """Self-attention of every protein of ``batch`` (a :class:`PackedBatch` on the device)."""
-    if name == FLASH_ATTN:
-        from flash_attn import flash_attn_varlen_func
-
-        return flash_attn_varlen_func(q, k, v, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen, batch.max_seqlen,
-                                      dropout_p=0.0, softmax_scale=scale)
-    if name == TORCH_VARLEN:
-        from torch.nn.attention.varlen import varlen_attn
-
-        return varlen_attn(q, k, v, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen, batch.max_seqlen, scale=scale)
-    return _sdpa_bucketed(q, k, v, batch, scale)
+    return kernel(name)(q, k, v, batch, scale)
 
 
 def _sdpa_bucketed(q, k, v, batch, scale: float):

@@ -74,8 +74,10 @@ class PackedBatch:
     buckets: tuple[Bucket, ...]
 
     def to(self, device, *, non_blocking: bool = True) -> "PackedBatch":
+        from virnucpro_core import accel
+
         def move(t):
-            return t.to(device, non_blocking=non_blocking)
+            return accel.to_device(t, device, non_blocking=non_blocking)
 
         buckets = tuple(dataclasses.replace(b, gather=move(b.gather), valid=move(b.valid), slots=move(b.slots), dest=move(b.dest))
                         for b in self.buckets)
@@ -100,6 +102,8 @@ def length_buckets(lengths: Sequence[int]) -> list[list[int]]:
 def build_batch(pack: Pack, encoded: Sequence[np.ndarray], *, max_length: int, with_buckets: bool, pin: bool) -> PackedBatch:
     """The tensors of ``pack``; ``encoded[k]`` are the token ids of its k-th protein."""
     import torch
+
+    from virnucpro_core import accel
 
     lengths = [len(ids) for ids in encoded]
     if lengths != list(pack.tokens):
@@ -131,7 +135,7 @@ def build_batch(pack: Pack, encoded: Sequence[np.ndarray], *, max_length: int, w
         t = torch.from_numpy(np.ascontiguousarray(a))
         if dtype is not None:
             t = t.to(dtype)
-        return t.pin_memory() if pin else t
+        return accel.pin(t) if pin else t
 
     return PackedBatch(
         pack=pack,

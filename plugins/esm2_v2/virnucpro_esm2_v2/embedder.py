@@ -7,13 +7,20 @@ Per call of :meth:`Esm2V2Embedder.embed`:
    (:mod:`virnucpro_esm2_v2.packing`, the only code deciding rows);
 2. a background thread builds the next batches' tensors (pinned on CUDA) while the
    device runs the current one; copies are ``non_blocking``;
-3. each batch's pooled ``(B, d)`` float32 rows come back with a non-blocking copy that
-   is waited for only when the *next* batch has been launched; rows are written to the
-   input positions the pack names, the count checked per batch, and every input must
-   have got exactly one row at the end;
-4. a CUDA out-of-memory error halves the token budget and re-runs that batch's proteins
-   in smaller batches (logged), down to a single protein, before it becomes a one-line
-   error; the halved budget stays for the rest of the run.
+3. each batch's pooled ``(B, d)`` float32 rows come back with a non-blocking copy
+   ordered by an event on the model device's own stream
+   (:func:`virnucpro_core.accel.rows_to_host`), waited for only when the *next* batch
+   has been launched; rows are written to the input positions the pack names, the
+   count checked per batch, and every input must have got exactly one row at the end;
+4. a CUDA out-of-memory error on a batch within the current token budget halves the
+   budget (logged) and re-runs that batch's proteins in smaller batches, down to a
+   single protein, before it becomes a one-line error; the lowered budget stays for the
+   rest of the run, and batches planned or prepared under the old budget are split
+   before they run, never run whole (so one OOM lowers the budget once, not once per
+   batch prepared ahead).
+
+Every device call goes through :mod:`virnucpro_core.accel`, so all of this runs in CI
+on simulated GPUs (:mod:`virnucpro_core.testing.simcuda`).
 
 Defaults: on CUDA fp16 (ESM-2 was trained in fp16; the predecessor validated it) and a
 token budget derived from the free device memory after the weights are loaded; on a
@@ -30,6 +37,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from virnucpro_core import accel
 from virnucpro_core.backends import EmbedderOptions, torch_dtype
 from virnucpro_core.errors import ConfigError, InputError, VirnucproError
 
@@ -57,6 +65,16 @@ CUDA_MAX_BATCH_TOKENS = 65536
 PREFETCH = 2
 #: Option keys this backend reads from ``--backend-option KEY=VALUE``.
 OPTION_KEYS = ("attention",)
+#: The probe batch: two proteins of different lengths, run through a kernel before it is trusted.
+PROBE_PROTEINS = ("MKTL", "G")
+
+
+def token_budget(free_bytes: int, dim: int, element_size: int) -> int:
+    """Tokens per batch for ``free_bytes`` of device memory left after loading the weights:
+    :data:`CUDA_MEMORY_SHARE` of it over ~:data:`ACTIVATION_ELEMENTS_PER_DIM` live elements
+    per token and model dimension, at least 1024 and at most :data:`CUDA_MAX_BATCH_TOKENS`."""
+    per_token = ACTIVATION_ELEMENTS_PER_DIM * dim * element_size
+    return int(min(CUDA_MAX_BATCH_TOKENS, max(1024, CUDA_MEMORY_SHARE * free_bytes / per_token)))
 
 
 class Esm2V2Embedder:
@@ -81,7 +99,7 @@ class Esm2V2Embedder:
             # fp32 accumulation in half-precision GEMMs (cuBLAS may otherwise reduce in fp16/bf16)
             torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
             torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
-            self.attention = self._probe_attention(self.attention, forced=attention not in (None, "auto"))
+            self.attention = self.probe_attention(self.attention, forced=attention not in (None, "auto"))
         if batch_tokens:
             self.batch_tokens, self.budget_source = int(batch_tokens), "--batch-tokens"
         elif self.device.type == "cuda":
@@ -128,28 +146,41 @@ class Esm2V2Embedder:
                    max_length=max_length, batch_size=batch_size)
 
     def _budget_from_free_memory(self) -> int:
-        import torch
-
-        free, _total = torch.cuda.mem_get_info(self.device)
-        per_token = ACTIVATION_ELEMENTS_PER_DIM * self.dim * self.model.embed_tokens.element_size()
-        budget = int(min(CUDA_MAX_BATCH_TOKENS, max(1024, CUDA_MEMORY_SHARE * free / per_token)))
+        free, _total = accel.memory_info(self.device)
+        element_size = self.model.embed_tokens.element_size()
+        budget = token_budget(free, self.dim, element_size)
         log.info("esm2=v2: %.1f GiB free on %s -> batches of up to %d tokens (%.0f%% of free memory at ~%d bytes/token, cap %d)",
-                 free / 2**30, self.device, budget, 100 * CUDA_MEMORY_SHARE, per_token, CUDA_MAX_BATCH_TOKENS)
+                 free / 2**30, self.device, budget, 100 * CUDA_MEMORY_SHARE, ACTIVATION_ELEMENTS_PER_DIM * self.dim * element_size,
+                 CUDA_MAX_BATCH_TOKENS)
         return budget
 
-    def _probe_attention(self, name: str, *, forced: bool) -> str:
-        """Run the chosen kernel once on a two-protein batch; fall back (logged) if it fails here."""
+    def probe_attention(self, name: str, *, forced: bool) -> str:
+        """Run a kernel once on a two-protein batch and wait for its rows; fall back (logged) if it fails.
+
+        The rows are waited for (the copy's event on this device's stream), so a kernel
+        fault that surfaces asynchronously fails here, inside the probe, and ``auto``
+        moves on to the next implementation. Rows that are not finite count as a failure.
+        """
+        encoded = [encode(seq, i + 1, len(PROBE_PROTEINS)) for i, seq in enumerate(PROBE_PROTEINS)]
+        lengths = [len(ids) for ids in encoded]
+        pack = plan_packs(lengths, sum(lengths))[0]
+        batch = self._prepare(pack, [encoded[i] for i in pack.indices], with_buckets=True)
         candidates = [name] if forced else attention_impls.available(self.device.type, self.model.dtype)
         for candidate in candidates:
             try:
-                self._run(self._prepare(plan_packs([5, 3], 8)[0], [encode("MKTL", 1, 2), encode("G", 2, 2)],
-                                        with_buckets=True), candidate)
+                rows = self._run(batch, candidate).wait()
+                accel.synchronize(self.device)
+                if tuple(rows.shape) != (len(pack), self.dim) or not bool(rows.isfinite().all()):
+                    raise RuntimeError(f"the probe batch gave rows of shape {tuple(rows.shape)} with non-finite values")
                 return candidate
-            except Exception as exc:  # a kernel missing for this GPU or build
+            except Exception as exc:  # a kernel missing for this GPU or build, or faulting on it
+                text = " ".join(str(exc).split())[:200]
                 if forced:
-                    raise ConfigError(f"esm2=v2: attention={candidate} fails on {self.device}: {' '.join(str(exc).split())[:200]}") from exc
-                log.warning("esm2=v2: attention %s fails on %s (%s); trying the next", candidate, self.device, type(exc).__name__)
-        raise VirnucproError(f"esm2=v2: no attention implementation runs on {self.device}")
+                    raise ConfigError(f"esm2=v2: attention={candidate} fails on {self.device}: {type(exc).__name__}: {text}") from exc
+                log.warning("esm2=v2: attention %s fails on %s (%s: %s); trying the next", candidate, self.device,
+                            type(exc).__name__, text)
+        raise VirnucproError(f"esm2=v2: no attention implementation runs on {self.device}; see the warnings above, "
+                             "or use --device cpu")
 
     # -- running --------------------------------------------------------------------------
 
@@ -168,19 +199,11 @@ class Esm2V2Embedder:
         return build_batch(pack, encoded, max_length=self.max_length, with_buckets=with_buckets,
                            pin=self.device.type == "cuda")
 
-    def _run(self, host_batch, attention: str | None = None):
-        """Launch one batch; returns the pooled rows on the host (not yet waited for) and an event."""
-        import torch
-
+    def _run(self, host_batch, attention: str | None = None) -> accel.HostRows:
+        """Launch one batch; returns its pooled rows on their way to the host (``wait()`` before reading)."""
         batch = host_batch.to(self.device, non_blocking=True)
         pooled = self.model.forward(batch, attention or self.attention)
-        if self.device.type != "cuda":
-            return pooled, None
-        host = torch.empty(pooled.shape, dtype=torch.float32, pin_memory=True)
-        host.copy_(pooled, non_blocking=True)
-        event = torch.cuda.Event()
-        event.record()
-        return host, event
+        return accel.rows_to_host(pooled, self.device)
 
     def embed(self, sequences: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Mean last-layer residue embeddings, float32 ``(len(sequences), dim)``, in input order."""
@@ -201,14 +224,12 @@ class Esm2V2Embedder:
         packs = deque(plan_packs([len(ids) for ids in encoded], self.batch_tokens, self.batch_size))
         pending: deque = deque()  # launched batches whose rows are still on their way back
 
-        def finish(pack: Pack, rows, event) -> None:
-            if event is not None:
-                event.synchronize()
-            rows = rows.numpy() if hasattr(rows, "numpy") else rows
-            if rows.shape != (len(pack), self.dim):
-                raise VirnucproError(f"esm2=v2: a batch of {len(pack)} proteins gave rows of shape {tuple(rows.shape)}; "
+        def finish(pack: Pack, rows: accel.HostRows) -> None:
+            values = rows.wait().numpy()
+            if values.shape != (len(pack), self.dim):
+                raise VirnucproError(f"esm2=v2: a batch of {len(pack)} proteins gave rows of shape {tuple(values.shape)}; "
                                      "this is a bug, please report it")
-            out[list(pack.indices)] = rows
+            out[list(pack.indices)] = values
             written[list(pack.indices)] += 1
             if progress is not None:
                 progress(len(pack))
@@ -221,13 +242,17 @@ class Esm2V2Embedder:
             while packs or ahead:
                 while packs and len(ahead) < PREFETCH:
                     pack = packs.popleft()
-                    if pack.total_tokens > self.batch_tokens and len(pack) > 1:  # the budget was halved meanwhile
+                    if self._over_budget(pack):
                         packs.extendleft(reversed(split_pack(pack, self.batch_tokens)))
                         continue
                     ahead.append((pack, pool.submit(build, pack)))
                 pack, future = ahead.popleft()
-                for part, rows, event in self._run_with_retries(pack, future.result(), build):
-                    pending.append((part, rows, event))
+                if self._over_budget(pack):  # prepared before an out-of-memory error lowered the budget
+                    future.cancel()
+                    packs.extendleft(reversed(split_pack(pack, self.batch_tokens)))
+                    continue
+                for part, rows in self._run_with_retries(pack, future.result(), build):
+                    pending.append((part, rows))
                 while len(pending) > 1 or (pending and not ahead and not packs):
                     finish(*pending.popleft())
         if not (written == 1).all():
@@ -237,25 +262,35 @@ class Esm2V2Embedder:
                   self.call_stats.utilisation)
         return out
 
-    def _run_with_retries(self, pack: Pack, host_batch, build) -> Iterator[tuple[Pack, Any, Any]]:
-        import torch
+    def _over_budget(self, pack: Pack) -> bool:
+        """A batch of several proteins planned under a larger budget than the current one."""
+        return pack.total_tokens > self.batch_tokens and len(pack) > 1
 
+    def _run_with_retries(self, pack: Pack, host_batch, build) -> Iterator[tuple[Pack, accel.HostRows]]:
+        """Run ``pack``; on out-of-memory lower the budget once and run its proteins in smaller batches.
+
+        Only a batch within the current budget lowers it (to half its own tokens): a
+        batch larger than the budget, planned before an earlier error lowered it, is
+        split under the current budget without being run.
+        """
         try:
-            rows, event = self._run(host_batch)
-            self.stats.add(pack, self.batch_tokens)
-            self.call_stats.add(pack, self.batch_tokens)
-            yield pack, rows, event
-            return
-        except torch.cuda.OutOfMemoryError:
+            rows = self._run(host_batch)
+        except accel.out_of_memory_error():
             if len(pack) == 1:
                 raise VirnucproError(
                     f"esm2=v2 ran out of memory on {self.device} with a single protein of {pack.total_tokens - 2} residues; "
                     "use a GPU with more free memory, a smaller model, or --device cpu") from None
-        torch.cuda.empty_cache()
-        self.oom_retries += 1
-        self.batch_tokens = max(1, min(self.batch_tokens, pack.total_tokens) // 2)
-        log.warning("esm2=v2: out of memory on %s with %d proteins (%d tokens); retrying with batches of up to %d tokens",
-                    self.device, len(pack), pack.total_tokens, self.batch_tokens)
+        else:
+            self.stats.add(pack, self.batch_tokens)
+            self.call_stats.add(pack, self.batch_tokens)
+            yield pack, rows
+            return
+        accel.release_cache(self.device)
+        if not self._over_budget(pack):
+            self.oom_retries += 1
+            self.batch_tokens = max(1, min(self.batch_tokens, pack.total_tokens) // 2)
+            log.warning("esm2=v2: out of memory on %s with %d proteins (%d tokens); retrying with batches of up to %d tokens",
+                        self.device, len(pack), pack.total_tokens, self.batch_tokens)
         for part in split_pack(pack, self.batch_tokens):
             yield from self._run_with_retries(part, build(part), build)
 
@@ -265,9 +300,5 @@ class Esm2V2Embedder:
             return
         log.info("esm2=v2: %d proteins in %d batches, packing utilisation %.4f, %d out-of-memory retries", self.stats.sequences,
                  self.stats.batches, self.stats.utilisation, self.oom_retries)
-        on_cuda = self.device.type == "cuda"
         self.model = None
-        if on_cuda:
-            import torch
-
-            torch.cuda.empty_cache()
+        accel.release_cache(self.device)

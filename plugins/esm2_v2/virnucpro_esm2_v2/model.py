@@ -26,9 +26,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from virnucpro_core import accel
 from virnucpro_core.errors import ModelError
 
-from virnucpro_esm2_v2.attention import attend
+from virnucpro_esm2_v2.attention import kernel as attention_kernel
 
 #: fair-esm's ``mask_ratio_train``: BERT masking (15%) x the share replaced by <mask> (80%).
 MASK_RATIO_TRAIN = 0.15 * 0.8
@@ -118,7 +119,7 @@ class PackedEsm2:
         def get(key: str, *, fp32: bool = False):
             if key not in sd:
                 raise ModelError(f"{source}: its weights lack {key!r}; the file is damaged or not an ESM-2 checkpoint")
-            return sd[key].to(device=self.device, dtype=torch.float32 if fp32 else dtype).contiguous()
+            return accel.to_device(sd[key], self.device, dtype=torch.float32 if fp32 else dtype).contiguous()
 
         self.embed_tokens = get("embed_tokens.weight")
         layers = []
@@ -126,7 +127,7 @@ class PackedEsm2:
         default_inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         for i in range(config.num_layers):
             p = f"layers.{i}."
-            inv = sd.get(p + "self_attn.rot_emb.inv_freq", default_inv_freq).to(self.device, torch.float32)
+            inv = accel.to_device(sd.get(p + "self_attn.rot_emb.inv_freq", default_inv_freq), self.device, dtype=torch.float32)
             layers.append(LayerWeights(
                 attn_ln_w=get(p + "self_attn_layer_norm.weight"), attn_ln_b=get(p + "self_attn_layer_norm.bias"),
                 qkv_w=torch.cat([get(p + f"self_attn.{n}_proj.weight") for n in "qkv"]).contiguous(),
@@ -157,6 +158,7 @@ class PackedEsm2:
             x = x.masked_fill(batch.mask_tokens[:, None], 0.0)
             x = x * (1 - MASK_RATIO_TRAIN) / (1 - batch.mask_ratio.to(x.dtype))[:, None]
         scale = head_dim ** -0.5
+        attend = attention_kernel(attention)
         tables = {}
         for layer in self.layers:
             key = layer.inv_freq.data_ptr()
@@ -171,7 +173,7 @@ class PackedEsm2:
                 q, k = rotate(q.float(), cos, sin).to(self.dtype), rotate(k.float(), cos, sin).to(self.dtype)
             else:
                 q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-            a = attend(attention, q, k, v.contiguous(), batch, scale)
+            a = attend(q, k, v.contiguous(), batch, scale)
             x = x + F.linear(a.reshape(-1, d), layer.out_w, layer.out_b)
             h = F.layer_norm(x, (d,), layer.ffn_ln_w, layer.ffn_ln_b, LAYER_NORM_EPS)
             x = x + F.linear(gelu(F.linear(h, layer.fc1_w, layer.fc1_b)), layer.fc2_w, layer.fc2_b)
