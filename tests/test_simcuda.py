@@ -228,3 +228,15 @@ def test_the_launcher_refuses_a_missing_command_and_bad_settings():
     result = subprocess.run([sys.executable, "-m", "virnucpro_core.testing.simcuda", "--devices", "2", "--memory-gib", "1,2,3",
                              "--", "true"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "one memory size, or one per device" in result.stderr
+
+
+def test_a_sitecustomize_the_launcher_shadows_still_runs(tmp_path):
+    own = tmp_path / "site"
+    own.mkdir()
+    (own / "sitecustomize.py").write_text("import os\nos.environ['OWN_SITECUSTOMIZE'] = 'ran'\n")
+    env = {**__import__("os").environ, "PYTHONPATH": str(own)}
+    result = subprocess.run([sys.executable, "-m", "virnucpro_core.testing.simcuda", "--devices", "2", "--", sys.executable, "-c",
+                             "import os, torch; print(os.environ.get('OWN_SITECUSTOMIZE'), torch.cuda.device_count())"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["ran", "2"]
