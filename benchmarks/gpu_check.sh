@@ -19,7 +19,7 @@
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 # Fetch them once, on the development machine, in the repository root (README, "GPU check"):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
-#     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl fair-esm==2.0.0 biopython
+#     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl fair-esm==2.0.0
 # Then with the device tool:  run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=600)
 # Anywhere else:              OUT=/tmp/gpu-check bash benchmarks/gpu_check.sh
 # A CPU rehearsal (tiny shapes, two minutes; tested in CI): SMOKE=1 OUT=/tmp/gpu-check bash benchmarks/gpu_check.sh

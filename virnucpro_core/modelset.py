@@ -116,9 +116,10 @@ ESM2_PINS: dict[str, PinnedFile] = {
         6_759, "4da500eab246481dc9c8c95bc7b1d02f2803d761c380b0e95186d4a07d0fc84e", ESM2_SOURCE),
 }
 #: DNABERT-S's files at :data:`DNABERT_S_REVISION`, by name. The weights' size and SHA-256
-#: are the Hugging Face LFS pointer of ``pytorch_model.bin`` at that commit (issue 12);
-#: ``config.json`` (not an LFS file) is the 1,025 bytes of tests/data/dnabert_s_config.json,
-#: the copy of that commit's file the tests use. ``tokenizer.json`` and the remote code
+#: are the Hugging Face LFS pointer of ``pytorch_model.bin`` at that commit, as issue 12
+#: records them; ``config.json`` (not an LFS file) is the SHA-256 of the 1,025 bytes of
+#: tests/data/dnabert_s_config.json, which issue 12 states is identical to that commit's file.
+#: Neither was re-checked against the hub here (no network). ``tokenizer.json`` and the remote code
 #: are not pinned (no published checksum was available).
 DNABERT_S_PINS: dict[str, PinnedFile] = {
     "pytorch_model.bin": PinnedFile(
