@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -139,11 +140,12 @@ def fake_network(original, monkeypatch):
         fetched.append(url)
         Path(dst).write_bytes(payloads[url])
 
-    def snapshot_download(repo_id, revision=None, local_dir=None, **kwargs):
+    def snapshot_download(repo_id, revision=None, local_dir=None, ignore_patterns=None, **kwargs):
         fetched.append(repo_id)
         Path(local_dir).mkdir(parents=True, exist_ok=True)
         for name, data in DNABERT_FILES.items():
-            (Path(local_dir) / name).write_bytes(data)
+            if not any(fnmatch.fnmatch(name, pattern) for pattern in ignore_patterns or ()):
+                (Path(local_dir) / name).write_bytes(data)
         return local_dir
 
     import huggingface_hub
@@ -160,7 +162,8 @@ def fake_network(original, monkeypatch):
 
 
 #: What the fake hub serves for DNABERT-S.
-DNABERT_FILES = {"config.json": b'{"hidden_size": 768}', "pytorch_model.bin": b"dnabert weights", "bert_layers.py": b"# remote code\n"}
+DNABERT_FILES = {"config.json": b'{"hidden_size": 768}', "pytorch_model.bin": b"dnabert weights", "bert_layers.py": b"# remote code\n",
+                 "model.safetensors": b"unpinned weights"}
 
 
 def pin_of(data: bytes) -> modelset.PinnedFile:
@@ -318,6 +321,7 @@ def test_a_dnabert_download_at_the_pinned_revision_must_give_the_pinned_files(tm
     assert files_under(tmp_path) == []  # neither the snapshot nor its partial folder
     other = run("models", "download", "--models-dir", str(target), "--skip-esm", "--skip-mlp", "--dnabert-revision", "abc123")
     assert other.exit_code == 0, other.output  # another revision has no pins, and says so
+    assert (target / "dnabert" / "DNABERT-S" / "model.safetensors").is_file()  # the pinned one never fetches them
     assert (f"DNABERT-S: revision abc123 is not the pinned {revision}; its files are recorded in models.json but not "
             "checked against published checksums\n") in other.stderr
 

@@ -230,7 +230,9 @@ def fetch_dnabert(dest: Path, *, revision: str | None, check: Callable[[Path], o
     partial = dest.with_name(f".{dest.name}.partial")
     partial.parent.mkdir(parents=True, exist_ok=True)
     try:
-        snapshot_download(repo_id=DEFAULT_DNABERT, revision=revision, local_dir=str(partial))
+        # at the pinned revision, never safetensors: loaders prefer them, and only the .bin is pinned
+        unpinned = ["*.safetensors", "*.safetensors.index.json"] if modelset.dnabert_pins(DEFAULT_DNABERT, revision) else None
+        snapshot_download(repo_id=DEFAULT_DNABERT, revision=revision, local_dir=str(partial), ignore_patterns=unpinned)
     except Exception as exc:
         raise ModelError(
             f"could not download {DEFAULT_DNABERT} from the Hugging Face hub to {dest}: {_reason(exc)}; "
