@@ -102,13 +102,14 @@ class PinnedFile:
             raise ModelError(f"{what} is not the pinned file ({reason}; pin from {self.source}); {fix}")
 
 
+#: Where the ESM-2 3B values come from (shown in a mismatch error).
 ESM2_SOURCE = ("recorded alike (bytes and SHA-256) by several unrelated public repositories that pin fair-esm's "
-                "ESM-2 3B download (a SimpleFold ESM-2 artifact lock, an ESMFold baseline's README, a Protenix run "
-                "report); Meta publishes no checksum")
+               "ESM-2 3B download (a SimpleFold ESM-2 artifact lock, an ESMFold baseline's README, a Protenix run "
+               "report); Meta publishes no checksum")
 #: fair-esm's ESM-2 3B files by name (the files at :data:`ESM2_URL` and
 #: :data:`ESM2_REGRESSION_URL`). Meta publishes no checksums; these values are recorded
-#: alike (bytes and SHA-256) in several unrelated public repositories found by code
-#: search (docs/performance.md, "Pinned model files", names them).
+#: alike in several unrelated public repositories found by code search (docs/performance.md,
+#: "Pinned model files", says which and how far they were checked).
 ESM2_PINS: dict[str, PinnedFile] = {
     f"{DEFAULT_ESM2}.pt": PinnedFile(
         5_678_116_398, "7de8b4082ba15891959ab368b77ce3886697af1efb16d3c9e9e7b0c5d3f07500", ESM2_SOURCE),
@@ -119,8 +120,8 @@ ESM2_PINS: dict[str, PinnedFile] = {
 #: are the Hugging Face LFS pointer of ``pytorch_model.bin`` at that commit, as issue 12
 #: records them; ``config.json`` (not an LFS file) is the SHA-256 of the 1,025 bytes of
 #: tests/data/dnabert_s_config.json, which issue 12 states is identical to that commit's file.
-#: Neither was re-checked against the hub here (no network). ``tokenizer.json`` and the remote code
-#: are not pinned (no published checksum was available).
+#: Neither was re-checked against the hub here (no network). ``tokenizer.json`` and the
+#: remote code are not pinned (no published checksum was available).
 DNABERT_S_PINS: dict[str, PinnedFile] = {
     "pytorch_model.bin": PinnedFile(
         468_320_053, "f3cfc3d0541859df64759e758cc4bc40fe1d5760799a7d098a9f9f09501c1e5f",

@@ -226,7 +226,11 @@ def test_the_default_hub_id_loads_the_pinned_revision_and_checks_its_files(mosai
     pins = {name: modelset.PinnedFile((mosaic_dir / name).stat().st_size, sha256_file(mosaic_dir / name), "the tiny model")
             for name in ("config.json", "pytorch_model.bin")}
     monkeypatch.setattr(modelset, "DNABERT_S_PINS", pins)
+    from safetensors.torch import save_file  # unpinned weights beside the pinned .bin are never read
+
+    save_file({k: v + 1 for k, v in weights_of(mosaic_dir).items()}, snapshot / "model.safetensors")
     loaded = load_dnabert(None)
+    assert loaded.weights.name == "pytorch_model.bin"
     assert (loaded.commit, loaded.model_id) == (DNABERT_S_REVISION, f"zhihan1996/DNABERT-S@{DNABERT_S_REVISION}")
     assert np.array_equal(DnabertV2Embedder(loaded).embed(SEQS), embed(mosaic_dir))
     # a cached file that is not the published one is refused in one line and removed from the cache

@@ -126,14 +126,13 @@ def read_checkpoint(folder: Path, *, only_pickle: bool = False) -> tuple[dict[st
     import torch
 
     single, index, pickle = folder / SAFETENSORS, folder / SAFETENSORS_INDEX, folder / PICKLE
-    if only_pickle:
-        single = index = folder / ".no-safetensors"
+    use_safetensors = not only_pickle
     try:
-        if single.is_file():
+        if use_safetensors and single.is_file():
             from safetensors.torch import load_file
 
             return load_file(str(single)), single
-        if index.is_file():
+        if use_safetensors and index.is_file():
             from safetensors.torch import load_file
 
             shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
@@ -149,7 +148,7 @@ def read_checkpoint(folder: Path, *, only_pickle: bool = False) -> tuple[dict[st
     except ModelError:
         raise
     except Exception as exc:
-        bad = single if single.is_file() else index if index.is_file() else pickle
+        bad = single if use_safetensors and single.is_file() else index if use_safetensors and index.is_file() else pickle
         raise ModelError(f"{bad}: cannot read the weights ({first_line(exc)}); re-copy the file from {DEFAULT_MODEL}") from None
     raise ModelError(f"{folder}: no weights ({SAFETENSORS} or {PICKLE}); put the files of {DEFAULT_MODEL} there or {DOWNLOAD_HINT}")
 
