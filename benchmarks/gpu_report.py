@@ -69,13 +69,16 @@ class CheckReport:
         try:
             result = step() or {}
         except Exception as exc:  # one implementation failing must not stop the others
-            self._add({"name": name, "status": "error", "error": first_line(exc),
-                       "traceback": traceback.format_exc().strip().splitlines()[-12:],
-                       "seconds": time.perf_counter() - start})
+            self.error(name, exc, seconds=time.perf_counter() - start)
             return None
         status = "done" if "passed" not in result else "passed" if result["passed"] else "failed"
         self._add({"name": name, "status": status, **result, "seconds": time.perf_counter() - start})
         return result
+
+    def error(self, name: str, exc: BaseException, **details: Any) -> None:
+        """Record ``exc`` (raised by ``name``, in an ``except`` block) as an error step."""
+        self._add({"name": name, "status": "error", "error": first_line(exc),
+                   "traceback": traceback.format_exc().strip().splitlines()[-12:], **details})
 
     def skip(self, name: str, reason: str, *, missing_dependency: bool) -> None:
         self._add({"name": name, "status": "skipped", "reason": reason, "missing_dependency": missing_dependency})

@@ -116,3 +116,14 @@ def test_a_check_passes_only_without_failures_errors_or_missing_packages(tmp_pat
     nothing = CheckReport(tmp_path / "n.json", {})
     nothing.run("measured", lambda: {"tokens_per_s": 1.0})
     assert nothing.finish() == 1  # nothing was checked
+
+
+def test_an_error_outside_any_step_is_recorded_too(tmp_path):
+    report = CheckReport(tmp_path / "r.json", {})
+    try:
+        raise MemoryError("no room for the model")
+    except MemoryError as exc:
+        report.error("setup", exc)
+    step = json.loads((tmp_path / "r.json").read_text())["steps"][0]
+    assert (step["name"], step["status"], step["error"]) == ("setup", "error", "MemoryError: no room for the model")
+    assert report.finish() == 1
