@@ -24,7 +24,9 @@ cuda), each reduced precision (bf16, fp16) and each attention path that can run
 (``flash`` when flash-attn is installed, ``sdpa``) against v2 fp32 SDPA on the same
 device: per-sequence cosine >= 0.999 and norm ratio within 0.5%; fp32 on the device
 against fp32 on the CPU (max |d|, a subset); then the v1-vs-v2 benchmark at fp32 and
-bf16. Writes ``OUTDIR/gpu_check.json`` and exits 1 if a criterion fails. ``--smoke``
+bf16. Each step is recorded as it ends in ``OUTDIR/dnabert.json`` (rewritten after every
+step; a step that raises is recorded with its error and the next runs); exit status 1
+if a criterion fails, a step raises, or flash-attn is missing on a GPU. ``--smoke``
 makes it a quick run at the tiny shape that works on a CPU (tested).
 
     python benchmarks/bench_dnabert.py                                  # CPU, tiny shape
@@ -53,6 +55,8 @@ GENOMES = ROOT / "tests" / "data" / "genomes"
 DNABERT_S_CONFIG = ROOT / "tests" / "data" / "dnabert_s_config.json"
 COSINE_MIN = 0.999
 NORM_RATIO_TOLERANCE = 0.005
+#: The GPU check's report, in its OUTDIR.
+GPU_CHECK_REPORT = "dnabert.json"
 
 
 def shape_arguments(shape: str) -> dict[str, int]:
@@ -220,60 +224,67 @@ def compare(reference: np.ndarray, other: np.ndarray) -> dict:
 
 
 def gpu_check(outdir: Path, device: str, smoke: bool, remote_code: Path | None) -> int:
-    """Precision and attention-path equivalence at the DNABERT-S shape, then the v1-vs-v2 benchmark."""
+    """Precision and attention-path equivalence at the DNABERT-S shape, then the v1-vs-v2 benchmark.
+
+    Every step goes through :class:`gpu_report.CheckReport`: one that raises is recorded
+    with its error and the next runs; ``OUTDIR/dnabert.json`` is rewritten after each.
+    """
     import torch
 
+    from gpu_report import CheckReport
     from virnucpro_dnabert_v2.attention import flash_unavailable
     from virnucpro_dnabert_v2.embedder import DnabertV2Embedder
     from virnucpro_dnabert_v2.loading import load_dnabert
 
     shape = "tiny" if smoke else "dnabert-s"
     seqs = nucleotides(48 if smoke else 2000)
-    outdir.mkdir(parents=True, exist_ok=True)
-    report: dict = {"shape": shape, "device": device, "torch": torch.__version__, "sequences": len(seqs),
-                    "criteria": {"min_cosine": COSINE_MIN, "norm_ratio_tolerance": NORM_RATIO_TOLERANCE},
-                    "checks": [], "benchmarks": []}
-    if device.startswith("cuda"):
-        report["gpu"] = torch.cuda.get_device_name(device)
+    device_type = torch.device(device).type
+    report = CheckReport(outdir / GPU_CHECK_REPORT, {
+        "check": "dnabert=v2", "shape": shape, "device": device, "torch": torch.__version__, "sequences": len(seqs),
+        "gpu": torch.cuda.get_device_name(device) if device_type == "cuda" else "cpu", "smoke": smoke, "finished": False,
+        "criteria": {"min_cosine": COSINE_MIN, "norm_ratio_tolerance": NORM_RATIO_TOLERANCE}})
+    report.write()
+    rows: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_model(Path(tmp) / "model", shape, remote_code)
-        loaded = load_dnabert(str(folder))
-        reference = DnabertV2Embedder(loaded, device=device, attention="sdpa").embed(seqs)
+
+        def embed(batch: list[str], on: str, **options) -> np.ndarray:
+            embedder = DnabertV2Embedder(load_dnabert(str(folder)), device=on, **options)
+            try:
+                return embedder.embed(batch)
+            finally:
+                embedder.close()
+
+        def reference() -> dict:
+            rows["fp32"] = embed(seqs, device, attention="sdpa")
+            return {"implementation": "dnabert=v2 sdpa fp32"}
+
+        report.run("reference", reference)
         subset = seqs[: 16 if smoke else 64]
-        on_cpu = DnabertV2Embedder(load_dnabert(str(folder)), device="cpu").embed(subset)
-        report["fp32_device_vs_cpu_max_abs_diff"] = float(np.abs(reference[: len(subset)] - on_cpu).max())
+        if "fp32" in rows:
+            # the subset is packed into other batches than the full set: equal to fp32 rounding, not bit for bit
+            report.run(f"fp32 {device} vs cpu", lambda: {
+                "sequences": len(subset),
+                "max_abs_diff": float(np.abs(rows["fp32"][: len(subset)] - embed(subset, "cpu")).max())})
         for precision in ("bf16", "fp16"):
             for attention in ("flash", "sdpa"):
-                reason = flash_unavailable(torch.device(device).type, precision) if attention == "flash" else None
-                entry = {"precision": precision, "attention": attention}
-                if reason:
-                    report["checks"].append({**entry, "skipped": reason})
-                    continue
-                embedder = DnabertV2Embedder(load_dnabert(str(folder)), device=device, precision=precision, attention=attention)
-                start = time.perf_counter()
-                got = embedder.embed(seqs)
-                entry["seconds"] = time.perf_counter() - start
-                entry.update(compare(reference, got))
-                report["checks"].append(entry)
-                embedder.close()
+                name = f"{precision} {attention} vs fp32"
+                reason = flash_unavailable(device_type, precision) if attention == "flash" else None
+                if reason:  # on a GPU, flash-attn can only be missing
+                    report.skip(name, reason, missing_dependency=device_type == "cuda")
+                elif "fp32" not in rows:
+                    report.skip(name, "no fp32 reference (its step did not finish)", missing_dependency=False)
+                else:
+                    report.run(name, lambda precision=precision, attention=attention: {
+                        "precision": precision, "attention": attention,
+                        **compare(rows["fp32"], embed(seqs, device, precision=precision, attention=attention))})
         for precision in ("fp32", "bf16"):
-            report["benchmarks"].append(benchmark(folder, seqs, device, precision, 2 if smoke else 3, None))
-    failed = [c for c in report["checks"] if "passed" in c and not c["passed"]]
-    report["passed"] = not failed and any("passed" in c for c in report["checks"])
-    (outdir / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"GPU check at the {shape} shape on {device} ({report.get('gpu', 'no GPU')}), {len(seqs)} sequences")
-    print(f"  fp32 {device} vs CPU, {len(subset)} sequences: max |d| {report['fp32_device_vs_cpu_max_abs_diff']:.2e}")
-    for check in report["checks"]:
-        if "skipped" in check:
-            print(f"  {check['precision']} {check['attention']:<5} skipped: {check['skipped']}")
-        else:
-            print(f"  {check['precision']} {check['attention']:<5} min cosine {check['min_cosine']:.6f}, norm ratio error "
-                  f"{check['max_norm_ratio_error']:.2e}, max |d| {check['max_abs_diff']:.2e}: "
-                  f"{'ok' if check['passed'] else 'FAILED'}")
-    for result in report["benchmarks"]:
-        print_benchmark(result)
-    print(f"{'passed' if report['passed'] else 'FAILED'}; report: {outdir / 'gpu_check.json'}")
-    return 0 if report["passed"] else 1
+            report.run(f"bench {precision}", lambda precision=precision: benchmark(
+                folder, seqs, device, precision, 2 if smoke else 3, None))
+    for step in report.steps:
+        if step["name"].startswith("bench ") and step["status"] == "done":
+            print_benchmark(step)
+    return report.finish()
 
 
 def main(argv: list[str] | None = None) -> int:

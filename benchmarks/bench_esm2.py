@@ -186,33 +186,49 @@ def run_benchmark(shape: str, device: str = "cpu", *, sequences: int = 1000, rep
     elif not have_esm:
         print("fair-esm is not installed: original and v1 are skipped (pip install fair-esm to compare)", file=out)
     device_type = "cuda" if cuda else "cpu"
+    #: configurations that raised, with the error's first line: reported, never timed again
+    failed: dict[str, str] = {}
     for precision in precisions:
         dtype = torch_dtype(precision)
         for name in attentions or attn.available(device_type, dtype):
             if attn.unavailable_reason(name, device_type, dtype):
                 continue
-            v2 = Esm2V2Embedder.from_checkpoint_data(data, model_id=f"random {shape}", device=device, precision=precision,
-                                                     attention=name, batch_tokens=batch_tokens)
+            try:
+                v2 = Esm2V2Embedder.from_checkpoint_data(data, model_id=f"random {shape}", device=device, precision=precision,
+                                                         attention=name, batch_tokens=batch_tokens)
+            except Exception as exc:  # one implementation failing must not stop the others
+                failed[f"v2 {name} {precision}"] = _first_line(exc)
+                continue
             runners.append((Result(f"v2 {name} {precision}", "v2", precision, name), v2))
 
     rows: dict[str, np.ndarray] = {}
     for rep in range(repeat + 1):  # round 0 warms up on a slice
         for result, runner in runners:
+            if result.name in failed:
+                continue
             batch = seqs[:64] if rep == 0 else seqs
             if cuda:
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats(device)
                 base = torch.cuda.memory_allocated(device)
             start = time.perf_counter()
-            got = runner(batch) if callable(runner) and not hasattr(runner, "embed") else runner.embed(batch)
-            if cuda:
-                torch.cuda.synchronize()
+            try:
+                got = runner(batch) if callable(runner) and not hasattr(runner, "embed") else runner.embed(batch)
+                if cuda:
+                    torch.cuda.synchronize()
+            except Exception as exc:
+                failed[result.name] = _first_line(exc)
+                print(f"{result.name} failed: {failed[result.name]}", file=out)
+                continue
             elapsed = time.perf_counter() - start
             if rep:
                 result.seconds.append(elapsed)
                 rows[result.name] = got
                 result.peak_mb = max(result.peak_mb, (torch.cuda.max_memory_allocated(device) - base) / 2**20 if cuda
                                      else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    for runner in (r for result, r in runners if result.name in failed and hasattr(r, "close")):
+        runner.close()
+    runners = [(result, runner) for result, runner in runners if result.name not in failed]
     for result, runner in runners:
         if hasattr(runner, "stats"):
             result.utilisation = runner.stats.utilisation
@@ -226,6 +242,8 @@ def run_benchmark(shape: str, device: str = "cpu", *, sequences: int = 1000, rep
     by_name = {r.name: r for r, _ in runners}
     header = f"{'configuration':<28} {'tokens/s':>12} {'seq/s':>9} {'peak MB':>9} {'util':>6} {'v2/v1':>6} {'v2/orig':>7} {'%peak':>6}  error vs " + (ref_name or "-")
     print(header, file=out)
+    for name, error in failed.items():
+        print(f"{name:<28} FAILED: {error}", file=out)
     table = []
     for result, _ in runners:
         tps = tokens / result.best
@@ -253,7 +271,12 @@ def run_benchmark(shape: str, device: str = "cpu", *, sequences: int = 1000, rep
     return {"shape": shape, "layers": layers, "dim": dim, "heads": heads, "device": device, "gpu": gpu_name,
             "peak_tflops": peak_value, "torch": torch.__version__, "threads": torch.get_num_threads(), "sequences": len(seqs),
             "tokens": tokens, "proteins": source, "flop_per_token": flop_per_token, "repeat": repeat, "reference": ref_name,
-            "results": table, "command": " ".join(sys.argv)}
+            "results": table, "failed": failed, "command": " ".join(sys.argv)}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
 
 
 def main(argv=None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -139,21 +140,34 @@ def fake_network(original, monkeypatch):
         fetched.append(url)
         Path(dst).write_bytes(payloads[url])
 
-    def snapshot_download(repo_id, revision=None, local_dir=None, **kwargs):
+    def snapshot_download(repo_id, revision=None, local_dir=None, ignore_patterns=None, **kwargs):
         fetched.append(repo_id)
         Path(local_dir).mkdir(parents=True, exist_ok=True)
-        (Path(local_dir) / "config.json").write_text('{"hidden_size": 768}')
-        (Path(local_dir) / "bert_layers.py").write_text("# remote code\n")
+        for name, data in DNABERT_FILES.items():
+            if not any(fnmatch.fnmatch(name, pattern) for pattern in ignore_patterns or ()):
+                (Path(local_dir) / name).write_bytes(data)
         return local_dir
 
     import huggingface_hub
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", download)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
-    # the local stand-ins take the place of the published MLPs, pins included
+    # the local stand-ins take the place of the published files, pins included
     blob = git_blob_sha1(original["mlp"])
     monkeypatch.setattr(modelset, "MLP_GIT_BLOBS", {300: blob, 500: blob})
+    monkeypatch.setattr(modelset, "ESM2_PINS", {"esm2_t36_3B_UR50D.pt": pin_of(payloads[ESM2_URL]),
+                                                "esm2_t36_3B_UR50D-contact-regression.pt": pin_of(payloads[ESM2_REGRESSION_URL])})
+    monkeypatch.setattr(modelset, "DNABERT_S_PINS", {name: pin_of(DNABERT_FILES[name]) for name in ("config.json", "pytorch_model.bin")})
     return payloads, fetched
+
+
+#: What the fake hub serves for DNABERT-S.
+DNABERT_FILES = {"config.json": b'{"hidden_size": 768}', "pytorch_model.bin": b"dnabert weights", "bert_layers.py": b"# remote code\n",
+                 "model.safetensors": b"unpinned weights"}
+
+
+def pin_of(data: bytes) -> modelset.PinnedFile:
+    return modelset.PinnedFile(len(data), hashlib.sha256(data).hexdigest(), "the test's fake network")
 
 
 def test_download_lays_out_the_set_records_checksums_and_resumes(tmp_path, fake_network):
@@ -164,6 +178,7 @@ def test_download_lays_out_the_set_records_checksums_and_resumes(tmp_path, fake_
     assert files_under(target) == [
         "dnabert/DNABERT-S/bert_layers.py",
         "dnabert/DNABERT-S/config.json",
+        "dnabert/DNABERT-S/pytorch_model.bin",
         "esm2/esm2_t36_3B_UR50D-contact-regression.pt",
         "esm2/esm2_t36_3B_UR50D.pt",
         "mlp/300_model.pth",
@@ -254,6 +269,63 @@ def test_a_download_that_is_not_the_pinned_file_is_refused_and_nothing_is_kept(t
     assert files_under(tmp_path / "models") == []
 
 
+def test_esm2_and_dnabert_s_are_pinned_to_published_sizes_and_checksums():
+    from virnucpro_core.commands.models import download_plan
+
+    plan = {item.relpath: item for item in download_plan((500,), esm=True, mlp=False)}
+    esm2 = plan["esm2/esm2_t36_3B_UR50D.pt"].pin
+    regression = plan["esm2/esm2_t36_3B_UR50D-contact-regression.pt"].pin
+    assert (esm2.size, esm2.sha256) == (5_678_116_398, "7de8b4082ba15891959ab368b77ce3886697af1efb16d3c9e9e7b0c5d3f07500")
+    assert (regression.size, regression.sha256) == (6_759, "4da500eab246481dc9c8c95bc7b1d02f2803d761c380b0e95186d4a07d0fc84e")
+    assert modelset.DNABERT_S_REVISION == "00e47f96cdea35e4b6f5df89e5419cbe47d490c6"
+    pins = modelset.dnabert_pins("zhihan1996/DNABERT-S", modelset.DNABERT_S_REVISION)
+    assert (pins["pytorch_model.bin"].size, pins["pytorch_model.bin"].sha256) == (
+        468_320_053, "f3cfc3d0541859df64759e758cc4bc40fe1d5760799a7d098a9f9f09501c1e5f")
+    # the tests' copy of the published config.json is the pinned file itself
+    assert pins["config.json"].mismatch(Path(__file__).parent / "data" / "dnabert_s_config.json") is None
+    assert modelset.dnabert_pins("zhihan1996/DNABERT-S", "main") == {}
+    assert modelset.dnabert_pins("someone/DNABERT-S-copy", modelset.DNABERT_S_REVISION) == {}
+
+
+def test_an_esm2_download_that_is_not_the_pinned_file_is_refused_and_nothing_is_kept(tmp_path, fake_network, monkeypatch):
+    payloads, fetched = fake_network
+    monkeypatch.setattr(modelset, "ESM2_PINS", {**modelset.ESM2_PINS, "esm2_t36_3B_UR50D.pt": pin_of(b"esm2 weights!")})
+    target = tmp_path / "models"
+    result = run("models", "download", "--models-dir", str(target), "--skip-dnabert", "--skip-mlp", "-q")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {ESM2_URL} gave a file that is not the pinned file (12 bytes, expected 13; pin from the test's fake "
+        "network); nothing was kept under esm2/esm2_t36_3B_UR50D.pt: check the URL or network proxy and retry\n"
+    )
+    assert files_under(tmp_path / "models") == []
+    # same size, other bytes: the SHA-256 decides
+    monkeypatch.setattr(modelset, "ESM2_PINS", {**modelset.ESM2_PINS, "esm2_t36_3B_UR50D.pt": pin_of(b"esm2 weightz")})
+    result = run("models", "download", "--models-dir", str(target), "--skip-dnabert", "--skip-mlp", "-q")
+    assert result.exit_code == 1
+    assert f"(SHA-256 {hashlib.sha256(b'esm2 weights').hexdigest()}, expected {hashlib.sha256(b'esm2 weightz').hexdigest()};" \
+        in result.stderr
+    assert files_under(tmp_path / "models") == []
+
+
+def test_a_dnabert_download_at_the_pinned_revision_must_give_the_pinned_files(tmp_path, fake_network, monkeypatch):
+    monkeypatch.setattr(modelset, "DNABERT_S_PINS", {**modelset.DNABERT_S_PINS, "pytorch_model.bin": pin_of(b"other weights")})
+    target = tmp_path / "models"
+    result = run("models", "download", "--models-dir", str(target), "--skip-esm", "--skip-mlp")
+    assert result.exit_code == 1
+    revision = modelset.DNABERT_S_REVISION
+    assert result.stderr == (
+        f"Error: zhihan1996/DNABERT-S@{revision} gave a pytorch_model.bin that is not the pinned file (15 bytes, expected 13; "
+        f"pin from the test's fake network); nothing was kept under {target / 'dnabert' / 'DNABERT-S'}: check the network "
+        "proxy or mirror (HF_ENDPOINT) and retry\n"
+    )
+    assert files_under(tmp_path) == []  # neither the snapshot nor its partial folder
+    other = run("models", "download", "--models-dir", str(target), "--skip-esm", "--skip-mlp", "--dnabert-revision", "abc123")
+    assert other.exit_code == 0, other.output  # another revision has no pins, and says so
+    assert (target / "dnabert" / "DNABERT-S" / "model.safetensors").is_file()  # the pinned one never fetches them
+    assert (f"DNABERT-S: revision abc123 is not the pinned {revision}; its files are recorded in models.json but not "
+            "checked against published checksums\n") in other.stderr
+
+
 def fake_network_file(tmp_path: Path, data: bytes) -> Path:
     path = tmp_path / "served"
     path.write_bytes(data)
@@ -267,7 +339,8 @@ def test_a_re_download_with_another_checksum_is_an_error_and_keeps_the_first_fil
     assert run(*args).exit_code == 0
     first = json.loads((target / "models.json").read_text())
     kept = (target / "esm2" / "esm2_t36_3B_UR50D.pt").read_bytes()
-    payloads[ESM2_URL] = b"other esm2 weights"  # the source changed (ESM-2 has no pin, but a record)
+    payloads[ESM2_URL] = b"other esm2 weights"  # the source changed
+    monkeypatch.setattr(modelset, "ESM2_PINS", {})  # unpinned, so the record is what stops it
     result = run(*args, "--force")
     assert result.exit_code == 1
     assert result.stderr.startswith(
@@ -302,7 +375,7 @@ def test_a_re_download_of_the_same_dnabert_revision_must_give_the_same_files(tmp
     monkeypatch.setattr(huggingface_hub, "snapshot_download", changed)
     result = run(*args, "--force")
     assert result.exit_code == 1
-    assert result.stderr.startswith(
+    assert result.stderr.splitlines()[-1].startswith(
         "Error: the DNABERT-S snapshot differs from the one recorded in models.json for the same revision "
         "(dnabert/DNABERT-S/bert_layers.py); "
     )

@@ -90,3 +90,25 @@ def test_bad_arguments_are_refused(tmp_path):
         write_tiny_dnabert(tmp_path / "x", architecture="gpt")
     with pytest.raises(ValueError, match="not a multiple"):
         write_tiny_dnabert(tmp_path / "y", hidden_size=30, num_heads=4)
+
+
+def test_the_published_key_layout_has_138_tensors_at_the_dnabert_s_shape():
+    shapes = mosaic_weight_shapes(hidden_size=768, num_layers=12, intermediate_size=3072, vocab_size=4096)
+    assert len(shapes) == 138  # as zhihan1996/DNABERT-S's pytorch_model.bin
+    assert not any(k.startswith(("bert.", "cls.")) for k in shapes)
+    assert shapes["pooler.dense.weight"] == (768, 768) and shapes["pooler.dense.bias"] == (768,)
+
+
+def test_checkpoints_without_a_pooler_and_masked_lm_exports_hold_the_same_encoder(tmp_path):
+    published = torch.load(write_tiny_dnabert(tmp_path / "a") / "pytorch_model.bin", weights_only=True)
+    bare = torch.load(write_tiny_dnabert(tmp_path / "b", pooler=False) / "pytorch_model.bin", weights_only=True)
+    masked = torch.load(write_tiny_dnabert(tmp_path / "c", masked_lm=True) / "pytorch_model.bin", weights_only=True)
+    encoder = {k: v for k, v in published.items() if not k.startswith("pooler.")}
+    assert len(published) == len(encoder) + 2 == 4 + 11 * 2 + 2
+    assert bare.keys() == encoder.keys() and all(torch.equal(bare[k], v) for k, v in encoder.items())
+    assert {k for k in masked if not k.startswith("cls.")} == {"bert." + k for k in encoder}
+    assert all(torch.equal(masked["bert." + k], v) for k, v in encoder.items())
+    assert sorted(k for k in masked if k.startswith("cls.")) == [
+        "cls.predictions.bias", "cls.predictions.transform.LayerNorm.bias", "cls.predictions.transform.LayerNorm.weight",
+        "cls.predictions.transform.dense.bias", "cls.predictions.transform.dense.weight"]
+    assert masked["cls.predictions.bias"].shape == (128,)

@@ -21,10 +21,14 @@ import logging
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from virnucpro_core.errors import ModelError
+
+if TYPE_CHECKING:
+    from virnucpro_core.modelset import PinnedFile
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +146,34 @@ def resolve_snapshot(repo_id: str, revision: str | None = None, *, what: str, hi
         raise ModelError(f"{what} {repo_id}{rev}: the downloaded snapshot {folder} lacks "
                          f"{', '.join(map(str, required))}; {hint}")
     return folder
+
+
+def check_pinned_files(folder: Path, pins: Mapping[str, PinnedFile], *, what: str) -> None:
+    """Each pinned file of a hub snapshot must have its published size and SHA-256.
+
+    A file that does not is removed from the cache (the snapshot's link and the blob it
+    points to), so it is never used and the next load fetches it again; the error is one
+    :class:`ModelError` line. Checked on every load, not only after a download: the cache
+    may hold files another tool fetched without a check.
+    """
+    for name, pin in sorted(pins.items()):
+        path = folder / name
+        if not path.is_file():
+            raise ModelError(f"{what}: the snapshot {folder} has no {name}; delete the folder and load again to re-fetch it")
+        reason = pin.mismatch(path)
+        if reason is None:
+            continue
+        _discard_cached(path)
+        raise ModelError(f"{what}: {name} is not the pinned file ({reason}; pin from {pin.source}); it was removed "
+                         f"from the cache ({folder}): check the network proxy or mirror (HF_ENDPOINT) and load again")
+
+
+def _discard_cached(path: Path) -> None:
+    """Remove a snapshot file: the link (or file) and, in the Hugging Face cache, its blob."""
+    target = path.resolve()
+    path.unlink(missing_ok=True)
+    if target != path.absolute():
+        target.unlink(missing_ok=True)
 
 
 def is_local_reference(model: str) -> bool:

@@ -66,11 +66,77 @@ MLP_GIT_BLOBS: dict[int, str] = {
     500: "fc35d5ef9f1f4564eea7036f34f4f8ec6000d33d",
 }
 #: The DNABERT-S revision (Hugging Face commit) ``download`` fetches and ``predict`` loads
-#: by default. TO BE FILLED IN: no commit id of zhihan1996/DNABERT-S could be verified
-#: from here (no network), and an invented one would be worse than none. While it is
-#: ``None`` the hub's latest revision is used (``models download`` says so) and ``models.json``
-#: records what was fetched; set it (or pass ``--dnabert-revision``) to pin.
-DNABERT_S_REVISION: str | None = None
+#: by default: the commit that public code loading zhihan1996/DNABERT-S pins (issue 12).
+#: ``--dnabert-revision`` (``predict``, ``models download``) or ``--revision`` (``embed``)
+#: asks for another; only this one has pinned files (:data:`DNABERT_S_PINS`).
+DNABERT_S_REVISION: str | None = "00e47f96cdea35e4b6f5df89e5419cbe47d490c6"
+
+
+@dataclass(frozen=True)
+class PinnedFile:
+    """A published file's exact size and SHA-256, and where those values were found.
+
+    A fetched file is compared with them before it is kept or loaded: size first (free),
+    then SHA-256, so a truncated or substituted download, an HTML error page or a Git LFS
+    pointer is refused whatever the server says.
+    """
+
+    size: int
+    sha256: str
+    source: str
+
+    def mismatch(self, path: Path) -> str | None:
+        """Why the file at ``path`` is not this one, or ``None`` when it is."""
+        size = Path(path).stat().st_size
+        if size != self.size:
+            return f"{size:,} bytes, expected {self.size:,}"
+        digest = sha256_file(path)
+        if digest != self.sha256:
+            return f"SHA-256 {digest}, expected {self.sha256}"
+        return None
+
+    def require(self, path: Path, *, what: str, fix: str) -> None:
+        """Raise one :class:`ModelError` line when the file at ``path`` is not this one."""
+        reason = self.mismatch(path)
+        if reason is not None:
+            raise ModelError(f"{what} is not the pinned file ({reason}; pin from {self.source}); {fix}")
+
+
+#: Where the ESM-2 3B values come from (shown in a mismatch error).
+ESM2_SOURCE = ("recorded alike (bytes and SHA-256) by several unrelated public repositories that pin fair-esm's "
+               "ESM-2 3B download (a SimpleFold ESM-2 artifact lock, an ESMFold baseline's README, a Protenix run "
+               "report); Meta publishes no checksum")
+#: fair-esm's ESM-2 3B files by name (the files at :data:`ESM2_URL` and
+#: :data:`ESM2_REGRESSION_URL`). Meta publishes no checksums; these values are recorded
+#: alike in several unrelated public repositories found by code search (docs/performance.md,
+#: "Pinned model files", says which and how far they were checked).
+ESM2_PINS: dict[str, PinnedFile] = {
+    f"{DEFAULT_ESM2}.pt": PinnedFile(
+        5_678_116_398, "7de8b4082ba15891959ab368b77ce3886697af1efb16d3c9e9e7b0c5d3f07500", ESM2_SOURCE),
+    f"{DEFAULT_ESM2}-contact-regression.pt": PinnedFile(
+        6_759, "4da500eab246481dc9c8c95bc7b1d02f2803d761c380b0e95186d4a07d0fc84e", ESM2_SOURCE),
+}
+#: DNABERT-S's files at :data:`DNABERT_S_REVISION`, by name. The weights' size and SHA-256
+#: are the Hugging Face LFS pointer of ``pytorch_model.bin`` at that commit, as issue 12
+#: records them; ``config.json`` (not an LFS file) is the SHA-256 of the 1,025 bytes of
+#: tests/data/dnabert_s_config.json, which issue 12 states is identical to that commit's file.
+#: Neither was re-checked against the hub here (no network). ``tokenizer.json`` and the
+#: remote code are not pinned (no published checksum was available).
+DNABERT_S_PINS: dict[str, PinnedFile] = {
+    "pytorch_model.bin": PinnedFile(
+        468_320_053, "f3cfc3d0541859df64759e758cc4bc40fe1d5760799a7d098a9f9f09501c1e5f",
+        f"Hugging Face LFS pointer of zhihan1996/DNABERT-S@{DNABERT_S_REVISION}"),
+    "config.json": PinnedFile(
+        1_025, "d54c142114563aa34ef7c2b54ccc921d08e50cd7c3cd69c439d5e0d2bbcfcdee",
+        f"zhihan1996/DNABERT-S@{DNABERT_S_REVISION} (= tests/data/dnabert_s_config.json)"),
+}
+
+
+def dnabert_pins(repo_id: str, revision: str | None) -> dict[str, PinnedFile]:
+    """The pinned files of DNABERT-S ``repo_id`` at ``revision``; empty for any other model or revision."""
+    if repo_id != DEFAULT_DNABERT or revision is None or revision != DNABERT_S_REVISION:
+        return {}
+    return dict(DNABERT_S_PINS)
 
 
 @dataclass(frozen=True)

@@ -121,22 +121,25 @@ class RemoteFile:
     """One file to fetch: from ``url`` to ``relpath`` inside the models directory.
 
     ``git_blob`` is the file's git object id at the pinned commit, when the file comes
-    from a git repository: the download must match it.
+    from a git repository; ``pin`` its published size and SHA-256 (ESM-2 3B). The download
+    must match them.
     """
 
     role: str
     url: str
     relpath: str
     git_blob: str | None = None
+    pin: modelset.PinnedFile | None = None
 
 
 def download_plan(model_types: tuple[int, ...], *, esm: bool, mlp: bool) -> list[RemoteFile]:
     """The single files ``download`` fetches (DNABERT-S is a folder, fetched separately)."""
     plan: list[RemoteFile] = []
     if esm:
-        plan.append(RemoteFile("ESM-2 3B", ESM2_URL, ESM2_FILE))
-        plan.append(RemoteFile("ESM-2 3B contact regression", ESM2_REGRESSION_URL,
-                               esm2_regression_path(Path(ESM2_FILE)).as_posix()))
+        regression = esm2_regression_path(Path(ESM2_FILE))
+        plan.append(RemoteFile("ESM-2 3B", ESM2_URL, ESM2_FILE, pin=modelset.ESM2_PINS.get(Path(ESM2_FILE).name)))
+        plan.append(RemoteFile("ESM-2 3B contact regression", ESM2_REGRESSION_URL, regression.as_posix(),
+                               pin=modelset.ESM2_PINS.get(regression.name)))
     if mlp:
         for model_type in model_types:
             plan.append(RemoteFile(f"MLP {model_type}", MLP_URL.format(model_type=model_type),
@@ -158,6 +161,9 @@ def check_download(item: RemoteFile, path: Path, recorded_sha256: str | None) ->
                 f"{modelset.ORIGINAL_COMMIT} of {modelset.ORIGINAL_REPOSITORY}); nothing was kept: check the URL or "
                 "network proxy, or fetch the file from that commit yourself"
             )
+    if item.pin is not None:
+        item.pin.require(path, what=f"{item.url} gave a file that",
+                         fix=f"nothing was kept under {item.relpath}: check the URL or network proxy and retry")
     digest = sha256_file(path)
     if recorded_sha256 is not None and digest != recorded_sha256:
         raise ModelError(
@@ -218,10 +224,15 @@ def fetch_dnabert(dest: Path, *, revision: str | None, check: Callable[[Path], o
     if revision is None:
         click.echo("DNABERT-S: no revision pinned (--dnabert-revision, or DNABERT_S_REVISION in "
                    "virnucpro_core/modelset.py); fetching the hub's latest", err=True)
+    elif revision != modelset.DNABERT_S_REVISION:
+        click.echo(f"DNABERT-S: revision {revision} is not the pinned {modelset.DNABERT_S_REVISION}; its files are "
+                   "recorded in models.json but not checked against published checksums", err=True)
     partial = dest.with_name(f".{dest.name}.partial")
     partial.parent.mkdir(parents=True, exist_ok=True)
     try:
-        snapshot_download(repo_id=DEFAULT_DNABERT, revision=revision, local_dir=str(partial))
+        # at the pinned revision, never safetensors: loaders prefer them, and only the .bin is pinned
+        unpinned = ["*.safetensors", "*.safetensors.index.json"] if modelset.dnabert_pins(DEFAULT_DNABERT, revision) else None
+        snapshot_download(repo_id=DEFAULT_DNABERT, revision=revision, local_dir=str(partial), ignore_patterns=unpinned)
     except Exception as exc:
         raise ModelError(
             f"could not download {DEFAULT_DNABERT} from the Hugging Face hub to {dest}: {_reason(exc)}; "
@@ -251,8 +262,15 @@ def _folder_sha256(root: Path, folder: Path, *, as_folder: Path | None = None) -
     }
 
 
-def check_dnabert_snapshot(directory: Path, snapshot: Path, recorded: dict[str, str]) -> None:
-    """A re-download of the same DNABERT-S revision must give the files recorded the first time."""
+def check_dnabert_snapshot(directory: Path, snapshot: Path, recorded: dict[str, str], revision: str | None) -> None:
+    """The pinned files of the pinned revision must be the published ones, and a re-download
+    of the same revision must give the files recorded the first time."""
+    pins = modelset.dnabert_pins(DEFAULT_DNABERT, revision)
+    for name, pin in sorted(pins.items()):
+        if not (snapshot / name).is_file():
+            raise ModelError(f"the {DEFAULT_DNABERT}@{revision} snapshot has no {name}; nothing was kept: retry the download")
+        pin.require(snapshot / name, what=f"{DEFAULT_DNABERT}@{revision} gave a {name} that",
+                    fix=f"nothing was kept under {directory / DNABERT_DIR}: check the network proxy or mirror (HF_ENDPOINT) and retry")
     fresh = _folder_sha256(directory, snapshot, as_folder=directory / DNABERT_DIR)
     changed = sorted(k for k in recorded if fresh.get(k) != recorded[k])
     if changed:
@@ -364,7 +382,7 @@ def _download_into(directory: Path, previous: dict, model_types: tuple[int, ...]
             same_revision = DNABERT_DIR in revisions and revisions[DNABERT_DIR] == revision
             recorded = {k: v for k, v in sha.items() if k.startswith(DNABERT_DIR + "/")} if same_revision else {}
             fetch_dnabert(dest, revision=revision,
-                          check=lambda snapshot: check_dnabert_snapshot(directory, snapshot, recorded))
+                          check=lambda snapshot: check_dnabert_snapshot(directory, snapshot, recorded, revision))
             for key in [k for k in sha if k.startswith(DNABERT_DIR + "/")]:
                 del sha[key]  # a new revision replaces the old files' records
             revisions[DNABERT_DIR] = revision

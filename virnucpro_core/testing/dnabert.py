@@ -11,7 +11,12 @@ out:
   tokenizer pads with ``[PAD]`` = 3, the unused ``max_position_embeddings`` 512);
 - the MosaicBERT weights under the real key names
   (``encoder.layer.N.attention.self.Wqkv.weight``, ``...mlp.gated_layers.weight``, ...;
-  no position embeddings) in ``pytorch_model.bin`` (default) or ``model.safetensors``;
+  no position embeddings) in ``pytorch_model.bin`` (default) or ``model.safetensors``:
+  as in the published file, no ``bert.`` prefix, no ``cls.`` head, and the pooler
+  (``pooler.dense.*``), so 4 + 11 per layer + 2 tensors (138 for 12 layers).
+  ``pooler=False`` leaves the pooler out, as ``BertModel(add_pooling_layer=False)``
+  exports do; ``masked_lm=True`` writes DNABERT-2's masked-LM export instead: the
+  encoder under ``bert.``, no pooler, and the ``cls.predictions`` head;
 - ``tokenizer.json`` (a BPE DNA tokenizer trained here with DNABERT-2's special-token
   ids and ``[CLS] $A [SEP]``) and ``tokenizer_config.json`` with
   ``tokenizer_class`` ``PreTrainedTokenizerFast``, as the published folders have;
@@ -127,10 +132,20 @@ def _draw(gen, shape: tuple[int, ...], kind: str, name: str):
     return 0.1 * noise
 
 
+#: The ``BertForMaskedLM`` prefix of the encoder, and its head.
+MASKED_LM_PREFIX = "bert."
+
+
 def mosaic_weight_shapes(
-    *, hidden_size: int, num_layers: int, intermediate_size: int, vocab_size: int, type_vocab_size: int = 2
+    *, hidden_size: int, num_layers: int, intermediate_size: int, vocab_size: int, type_vocab_size: int = 2,
+    pooler: bool = True, masked_lm: bool = False,
 ) -> dict[str, tuple[int, ...]]:
-    """Every tensor of DNABERT-S's ``BertModel`` checkpoint, by its key, with its shape."""
+    """Every tensor of DNABERT-S's ``BertModel`` checkpoint, by its key, with its shape.
+
+    ``pooler=False``: without ``pooler.dense.*``; ``masked_lm=True``: the layout of
+    DNABERT-2's ``BertForMaskedLM`` export (``bert.``-prefixed encoder without pooler,
+    plus the ``cls.predictions`` head, whose decoder is tied to the word embeddings).
+    """
     d, inner = hidden_size, intermediate_size
     shapes: dict[str, tuple[int, ...]] = {
         "embeddings.word_embeddings.weight": (vocab_size, d),
@@ -155,8 +170,18 @@ def mosaic_weight_shapes(
                 p + "mlp.layernorm.bias": (d,),
             }
         )
-    shapes["pooler.dense.weight"] = (d, d)
-    shapes["pooler.dense.bias"] = (d,)
+    if masked_lm:
+        encoder = {MASKED_LM_PREFIX + key: shape for key, shape in shapes.items()}
+        return encoder | {
+            "cls.predictions.bias": (vocab_size,),
+            "cls.predictions.transform.dense.weight": (d, d),
+            "cls.predictions.transform.dense.bias": (d,),
+            "cls.predictions.transform.LayerNorm.weight": (d,),
+            "cls.predictions.transform.LayerNorm.bias": (d,),
+        }
+    if pooler:
+        shapes["pooler.dense.weight"] = (d, d)
+        shapes["pooler.dense.bias"] = (d,)
     return shapes
 
 
@@ -262,13 +287,17 @@ def write_tiny_dnabert(
     weights: str | None = None,
     architecture: str = "mosaic",
     max_position_embeddings: int = 1024,
+    pooler: bool = True,
+    masked_lm: bool = False,
 ) -> Path:
     """Write a seeded tiny DNABERT-S folder (see the module docstring) and return it.
 
     ``weights`` is ``bin`` (``pytorch_model.bin``, the default for MosaicBERT, as the
     published folder) or ``safetensors`` (the default of ``save_pretrained`` for ``bert``);
     ``max_position_embeddings`` applies to ``architecture="bert"`` only (MosaicBERT has
-    no position embeddings). The same arguments always give the same files' contents.
+    no position embeddings). ``pooler`` and ``masked_lm`` choose the checkpoint's key
+    layout (module docstring); the encoder's tensors are the same in every layout, so
+    the folders embed alike. The same arguments always give the same files' contents.
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
@@ -291,7 +320,15 @@ def write_tiny_dnabert(
     )
     shapes = mosaic_weight_shapes(hidden_size=hidden_size, num_layers=num_layers,
                                   intermediate_size=intermediate_size, vocab_size=vocab)
-    save_weights(random_mosaic_weights(shapes, seed), directory / WEIGHT_FILES[weights])
+    state = random_mosaic_weights(shapes, seed)  # drawn in the published layout, so every layout has the same encoder
+    if masked_lm:
+        head = mosaic_weight_shapes(hidden_size=hidden_size, num_layers=0, intermediate_size=intermediate_size,
+                                    vocab_size=vocab, masked_lm=True)
+        drawn = random_mosaic_weights({k: v for k, v in head.items() if k.startswith("cls.")}, seed + 1)
+        state = {MASKED_LM_PREFIX + k: v for k, v in state.items() if not k.startswith("pooler.")} | drawn
+    elif not pooler:
+        state = {k: v for k, v in state.items() if not k.startswith("pooler.")}
+    save_weights(state, directory / WEIGHT_FILES[weights])
     for name in REMOTE_CODE_FILES:
         shutil.copyfile(REMOTE_CODE_DIR / name, directory / name)
     return directory

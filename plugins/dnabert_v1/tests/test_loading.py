@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from virnucpro_dnabert_v1.loading import (
@@ -16,6 +18,7 @@ from virnucpro_dnabert_v1.loading import (
 )
 
 from virnucpro_core.errors import ModelError
+from virnucpro_core.modelset import DNABERT_S_REVISION
 from virnucpro_core.hub import cache_dir
 
 HINT = "run `virnucpro models download` where there is network (it fills <models dir>/dnabert/DNABERT-S/)"
@@ -108,7 +111,7 @@ def test_an_unreachable_hub_fails_within_seconds_with_one_message(tmp_path, quie
     done, seconds = embed_by_hub_id(tmp_path, offline_env(tmp_path), *(["-q"] if quiet else []))
     assert done.returncode == 1
     lines = done.stderr.splitlines()
-    error = (f"Error: DNABERT-S model 'zhihan1996/DNABERT-S' is not in the Hugging Face cache ({tmp_path / 'hf-home' / 'hub'}) "
+    error = (f"Error: DNABERT-S model 'zhihan1996/DNABERT-S' at revision {DNABERT_S_REVISION} is not in the Hugging Face cache ({tmp_path / 'hf-home' / 'hub'}) "
              f"and {REFUSED} cannot be reached (")
     assert lines[-1].startswith(error) and lines[-1].endswith(f"; {HINT}, or give the path of a local model folder")
     if quiet:
@@ -124,7 +127,7 @@ def test_hf_hub_offline_fails_at_once_with_one_message(tmp_path):
     done, seconds = embed_by_hub_id(tmp_path, offline_env(tmp_path, HF_HUB_OFFLINE="1"), "-q")
     assert done.returncode == 1
     assert done.stderr == (
-        f"Error: DNABERT-S model 'zhihan1996/DNABERT-S' is not in the Hugging Face cache ({tmp_path / 'hf-home' / 'hub'}) "
+        f"Error: DNABERT-S model 'zhihan1996/DNABERT-S' at revision {DNABERT_S_REVISION} is not in the Hugging Face cache ({tmp_path / 'hf-home' / 'hub'}) "
         f"and downloads are off (HF_HUB_OFFLINE is set); {HINT}, or give the path of a local model folder\n"
     )
     assert seconds < 10, f"{seconds:.1f} s"
@@ -269,3 +272,53 @@ def test_disable_triton_attention_switches_the_remote_code_to_pytorch(mosaic_dir
             loaded.model(ids)
     finally:
         module.flash_attn_qkvpacked_func = None
+
+
+def test_checkpoints_without_a_pooler_load_with_a_log_line_and_embed_alike(init_tiny_dir, tmp_path, caplog):
+    """DNABERT-2's masked-LM export and add_pooling_layer=False exports lack pooler.dense.*,
+    which mean pooling never uses: they load, say so, and give the published layout's numbers."""
+    import logging
+
+    from virnucpro_core.testing.dnabert import write_tiny_dnabert
+    from virnucpro_dnabert_v1.embedder import DnabertV1Embedder
+
+    seqs = ["ACGTAGCTAGCTAGGATCCAGT" * 5, "TTAC", "GATTACA" * 40]
+    reference = DnabertV1Embedder(load_dnabert(str(init_tiny_dir))).embed(seqs)
+    for layout in ({"pooler": False}, {"masked_lm": True}):
+        folder = write_tiny_dnabert(tmp_path / next(iter(layout)), seed=0, **layout)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="virnucpro_dnabert_v1.loading"):
+            loaded = load_dnabert(str(folder))
+        assert (f"DNABERT-S {folder}: the checkpoint has no pooler (pooler.dense.*), as masked-LM and "
+                "add_pooling_layer=False exports; mean pooling does not use it") in caplog.messages, layout
+        assert np.array_equal(DnabertV1Embedder(loaded).embed(seqs), reference), layout
+
+
+def test_the_default_hub_id_loads_the_pinned_revision_and_checks_its_files(init_tiny_dir, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from virnucpro_core import modelset
+    from virnucpro_core.checksum import sha256_file
+
+    revision = modelset.DNABERT_S_REVISION
+    base = tmp_path / "hub" / "models--zhihan1996--DNABERT-S"
+    (base / "refs").mkdir(parents=True)
+    (base / "refs" / "main").write_text(revision)
+    snapshot = base / "snapshots" / revision
+    shutil.copytree(init_tiny_dir, snapshot)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    pins = {name: modelset.PinnedFile((snapshot / name).stat().st_size, sha256_file(snapshot / name), "the tiny model")
+            for name in ("config.json", "pytorch_model.bin")}
+    monkeypatch.setattr(modelset, "DNABERT_S_PINS", pins)
+    loaded = load_dnabert(None)
+    assert (loaded.commit, loaded.model_id) == (revision, f"zhihan1996/DNABERT-S@{revision}")
+    monkeypatch.setattr(modelset, "DNABERT_S_PINS", {**pins, "config.json": modelset.PinnedFile(1_025, "0" * 64, "x")})
+    size = (snapshot / "config.json").stat().st_size
+    with pytest.raises(ModelError) as info:
+        load_dnabert("zhihan1996/DNABERT-S")
+    assert str(info.value) == (
+        f"DNABERT-S model zhihan1996/DNABERT-S@{revision}: config.json is not the pinned file ({size:,} bytes, expected "
+        f"1,025; pin from x); it was removed from the cache ({snapshot}): check the network proxy or mirror (HF_ENDPOINT) "
+        "and load again"
+    )
+    assert not (snapshot / "config.json").exists()

@@ -34,6 +34,15 @@ What this module adds to ``from_pretrained``, each for a reason found in practic
   triton``), and it computes in fp16 even for an fp32 model, unlike the PyTorch path
   the published VirNucPro features were made with. :func:`disable_triton_attention`
   switches the loaded code to the PyTorch path unless asked not to.
+- ``zhihan1996/DNABERT-S`` by hub id loads the pinned revision
+  (:data:`virnucpro_core.modelset.DNABERT_S_REVISION`) unless another is asked for. At
+  that revision the snapshot is fetched here (config, tokenizer, remote code and
+  ``pytorch_model.bin``, never safetensors), its pinned files must have the published
+  size and SHA-256 (a mismatch is one line and the file leaves the cache), and
+  transformers loads the checked ``.bin``.
+- A checkpoint without BERT's pooler (``pooler.dense.*``: masked-LM and
+  ``add_pooling_layer=False`` exports) loads with a log line; transformers initialises
+  the pooler, which mean pooling never calls.
 """
 
 from __future__ import annotations
@@ -44,8 +53,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from virnucpro_core import modelset
 from virnucpro_core.errors import ModelError
-from virnucpro_core.hub import cached_snapshot, offline_requested, require_hub
+from virnucpro_core.hub import cached_snapshot, check_pinned_files, offline_requested, require_hub, resolve_snapshot
 from virnucpro_core.hub import first_line as _first_line
 from virnucpro_core.hub import is_local_reference as _is_local_reference
 
@@ -70,6 +80,11 @@ class LoadedDnabert:
 
 #: What a cached snapshot must hold to be used without the network.
 SNAPSHOT_FILES = ("config.json", ("*.safetensors", "*.bin"))
+#: At the pinned revision: what the snapshot must hold, and the only files fetched.
+PINNED_REQUIRED = ("config.json", "pytorch_model.bin", "*.py")
+PINNED_FETCHED = ["*.json", "*.txt", "*.py", "pytorch_model.bin"]
+#: BERT's pooler, which mean pooling never calls.
+POOLER = frozenset({"pooler.dense.weight", "pooler.dense.bias"})
 
 
 def _transformers_version() -> str:
@@ -154,27 +169,33 @@ def eager_init(model_class: type) -> type:
     return subclass
 
 
-def _load_model(source: str, kwargs: dict[str, Any]) -> Any:
+def _load_model(source: str, kwargs: dict[str, Any], weights: dict[str, Any]) -> Any:
     """The model class named by the folder's ``auto_map`` (remote code) built eagerly, else ``AutoModel``.
 
     Calling the remote class's own ``from_pretrained`` also skips ``AutoModel``'s
     registration check, the source of the ``config_class`` ValueError that later 4.x
     versions (4.46.3 checked) raise for model revisions from before 2024-07-25, whose
-    ``bert_layers.BertModel`` still names transformers' own ``BertConfig``.
+    ``bert_layers.BertModel`` still names transformers' own ``BertConfig``. ``weights``
+    go to the weights' loading only (``use_safetensors=False`` for the pinned ``.bin``).
     """
     from transformers import AutoConfig, AutoModel
 
     config = AutoConfig.from_pretrained(source, trust_remote_code=True, **kwargs)
     reference = (getattr(config, "auto_map", None) or {}).get("AutoModel")
     if reference is None:
-        return AutoModel.from_pretrained(source, config=config, trust_remote_code=True, **kwargs)
+        return AutoModel.from_pretrained(source, config=config, trust_remote_code=True, **kwargs, **weights)
     from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
     log.info("DNABERT-S: running the model's own Python code (trust_remote_code: %s) from %s%s; "
              "only load models you trust (SECURITY.md)", reference, source,
              f" at revision {kwargs['revision']}" if kwargs.get("revision") else "")
     model_class = get_class_from_dynamic_module(reference, source, **kwargs)
-    return eager_init(model_class).from_pretrained(source, config=config, **kwargs)
+    model, info = eager_init(model_class).from_pretrained(source, config=config, output_loading_info=True,
+                                                          **kwargs, **weights)
+    if set(info.get("missing_keys") or ()) == POOLER:
+        log.info("DNABERT-S %s: the checkpoint has no pooler (pooler.dense.*), as masked-LM and add_pooling_layer=False "
+                 "exports; mean pooling does not use it", source)
+    return model
 
 
 def disable_triton_attention(model: Any) -> int:
@@ -206,6 +227,9 @@ def load_dnabert(model: str | None = None, *, revision: str | None = None, atten
         raise ModelError(f"DNABERT-S attention {attention!r} is unknown; use 'torch' (default) or 'triton'")
     local = _is_local_reference(name)
     cached_commit: str | None = None
+    if not local and revision is None and name == DEFAULT_MODEL:
+        revision = modelset.DNABERT_S_REVISION
+    pins = {} if local else modelset.dnabert_pins(name, revision)
     if local:
         folder = Path(name).expanduser()
         if not folder.is_dir():
@@ -219,6 +243,12 @@ def load_dnabert(model: str | None = None, *, revision: str | None = None, atten
                 f"put the files of {DEFAULT_MODEL} there or {DOWNLOAD_HINT}"
             )
         source, kwargs = str(folder), {"local_files_only": True}
+    elif pins:
+        snapshot = resolve_snapshot(name, revision, what="DNABERT-S model", required=PINNED_REQUIRED,
+                                    allow_patterns=PINNED_FETCHED,
+                                    hint=f"{DOWNLOAD_HINT}, or give the path of a local model folder")
+        check_pinned_files(snapshot, pins, what=f"DNABERT-S model {name}@{revision}")
+        source, kwargs, cached_commit = str(snapshot), {"local_files_only": True}, snapshot.name
     else:
         snapshot = cached_snapshot(name, revision, required=SNAPSHOT_FILES)
         if snapshot is not None:  # no network needed, so none is touched
@@ -237,7 +267,7 @@ def load_dnabert(model: str | None = None, *, revision: str | None = None, atten
     except Exception as exc:
         raise _remote_code_error(name, exc) from exc
     try:
-        loaded = _load_model(source, kwargs)
+        loaded = _load_model(source, kwargs, {"use_safetensors": False} if pins else {})
     except OSError as exc:
         raise _missing_model_error(name, revision, exc, local=local) from exc
     except Exception as exc:

@@ -14,7 +14,9 @@ import torch
 
 from virnucpro_core.errors import ModelError
 from virnucpro_dnabert_v2.embedder import DnabertV2Embedder
-from virnucpro_dnabert_v2.loading import load_dnabert
+from virnucpro_core.checksum import sha256_file
+from virnucpro_core.modelset import DNABERT_S_REVISION
+from virnucpro_dnabert_v2.loading import PINNED_FILES, load_dnabert
 
 SEQS = ["ACGTAGCTAGCTAGGATCCAGT" * 5, "", "TTAC", "GATTACA" * 40]
 
@@ -195,10 +197,80 @@ def test_hub_id_pinned_to_a_revision_loads_from_the_cache_with_its_commit(mosaic
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
     pinned = load_dnabert("zhihan1996/DNABERT-S", revision=commit)
     assert (pinned.commit, pinned.model_id) == (commit, f"zhihan1996/DNABERT-S@{commit}")
-    latest = load_dnabert(None)
-    assert (latest.commit, latest.model_id) == (commit, "zhihan1996/DNABERT-S")
     out = DnabertV2Embedder(pinned).embed(SEQS)
     assert np.array_equal(out, embed(mosaic_dir))
+    with pytest.raises(ModelError, match=f"at revision {DNABERT_S_REVISION} is not in the Hugging Face cache"):
+        load_dnabert(None)  # the default is the pinned revision, not whatever refs/main says
+
+
+def _hub_cache_with_blobs(root: Path, source: Path, commit: str) -> Path:
+    """As huggingface_hub writes it: snapshot files are links to content-addressed blobs."""
+    base = root / "models--zhihan1996--DNABERT-S"
+    (base / "blobs").mkdir(parents=True)
+    snapshot = base / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for name in PINNED_FILES:
+        blob = base / "blobs" / sha256_file(source / name)
+        shutil.copy(source / name, blob)
+        (snapshot / name).symlink_to(Path("..", "..", "blobs", blob.name))
+    (base / "refs").mkdir()
+    (base / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+def test_the_default_hub_id_loads_the_pinned_revision_and_checks_its_files(mosaic_dir, tmp_path, monkeypatch):
+    from virnucpro_core import modelset
+
+    snapshot = _hub_cache_with_blobs(tmp_path / "hub", mosaic_dir, DNABERT_S_REVISION)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    pins = {name: modelset.PinnedFile((mosaic_dir / name).stat().st_size, sha256_file(mosaic_dir / name), "the tiny model")
+            for name in ("config.json", "pytorch_model.bin")}
+    monkeypatch.setattr(modelset, "DNABERT_S_PINS", pins)
+    from safetensors.torch import save_file  # unpinned weights beside the pinned .bin are never read
+
+    save_file({k: v + 1 for k, v in weights_of(mosaic_dir).items()}, snapshot / "model.safetensors")
+    loaded = load_dnabert(None)
+    assert loaded.weights.name == "pytorch_model.bin"
+    assert (loaded.commit, loaded.model_id) == (DNABERT_S_REVISION, f"zhihan1996/DNABERT-S@{DNABERT_S_REVISION}")
+    assert np.array_equal(DnabertV2Embedder(loaded).embed(SEQS), embed(mosaic_dir))
+    # a cached file that is not the published one is refused in one line and removed from the cache
+    weights = snapshot / "pytorch_model.bin"
+    blob, size = weights.resolve(), weights.stat().st_size
+    monkeypatch.setattr(modelset, "DNABERT_S_PINS", {**pins, "pytorch_model.bin": modelset.PinnedFile(
+        468_320_053, "f3cfc3d0541859df64759e758cc4bc40fe1d5760799a7d098a9f9f09501c1e5f", "the real pin")})
+    with pytest.raises(ModelError) as info:
+        load_dnabert("zhihan1996/DNABERT-S")
+    assert str(info.value) == (
+        f"DNABERT-S model zhihan1996/DNABERT-S@{DNABERT_S_REVISION}: pytorch_model.bin is not the pinned file "
+        f"({size:,} bytes, expected 468,320,053; "
+        f"pin from the real pin); it was removed from the cache ({snapshot}): check the network proxy or mirror "
+        "(HF_ENDPOINT) and load again"
+    )
+    assert not weights.exists() and not weights.is_symlink() and not blob.exists()
+    assert (snapshot / "config.json").is_file()  # the files that match stay
+
+
+def test_checkpoints_without_a_pooler_load_with_a_log_line(mosaic_dir, tmp_path, caplog):
+    from virnucpro_core.testing.dnabert import write_tiny_dnabert
+
+    reference = embed(mosaic_dir)
+    for layout in ({"pooler": False}, {"masked_lm": True}):
+        folder = write_tiny_dnabert(tmp_path / next(iter(layout)), seed=0, **layout)
+        caplog.clear()
+        with caplog.at_level("INFO", logger="virnucpro_dnabert_v2.loading"):
+            loaded = load_dnabert(str(folder))
+        assert loaded.model.pooler is None
+        assert f"{folder / 'pytorch_model.bin'}: no pooler (pooler.dense.*), as in masked-LM and add_pooling_layer=False " \
+               "exports; mean pooling does not use it, so the encoder is built without one" in caplog.messages
+        assert np.array_equal(DnabertV2Embedder(loaded).embed(SEQS), reference), layout
+    assert len(loaded.set_aside) == 5  # the masked-LM head
+
+
+def test_half_a_pooler_is_still_named_as_missing(mosaic_dir, tmp_path):
+    folder = copy(mosaic_dir, tmp_path)
+    _rewrite(folder, lambda state: state.pop("pooler.dense.bias"))
+    with pytest.raises(ModelError, match=r"missing pooler\.dense\.bias\)"):
+        load_dnabert(str(folder))
 
 
 def test_hub_id_not_in_the_cache_offline_is_one_line_error(tmp_path, monkeypatch):

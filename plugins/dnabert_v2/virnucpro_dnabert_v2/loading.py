@@ -19,7 +19,15 @@ be filled; anything else is one error line naming the keys. Two spellings of the
 same checkpoint are accepted: keys of ``BertModel`` (as DNABERT-S's folder is
 loaded) and the ``bert.``-prefixed keys of ``BertForMaskedLM`` (DNABERT-2's
 pre-training checkpoint), whose masked-LM head (``cls.*``) is then not part of the
-encoder and is set aside with a log line.
+encoder and is set aside with a log line. The pooler (``pooler.dense.*``) may be absent
+(masked-LM exports, ``BertModel(add_pooling_layer=False)``): mean pooling never uses
+it, so the encoder is built without one, with a log line.
+
+``zhihan1996/DNABERT-S`` by hub id loads the pinned revision
+(:data:`virnucpro_core.modelset.DNABERT_S_REVISION`) unless another is asked for; at
+that revision only ``config.json``, ``tokenizer.json`` and ``pytorch_model.bin`` are
+fetched, and the pinned ones must have the published size and SHA-256 (a mismatch is
+one error line, and the file is removed from the cache so it is never used).
 """
 
 from __future__ import annotations
@@ -44,6 +52,9 @@ PICKLE = "pytorch_model.bin"
 #: Prefix of the encoder inside ``BertForMaskedLM`` checkpoints, and that model's head.
 MASKED_LM_PREFIX = "bert."
 MASKED_LM_HEAD = "cls."
+#: BERT's pooler: in DNABERT-S's checkpoint, absent from masked-LM and
+#: ``add_pooling_layer=False`` exports; mean pooling never calls it.
+POOLER = frozenset({"pooler.dense.weight", "pooler.dense.bias"})
 
 
 @dataclass(frozen=True)
@@ -64,15 +75,24 @@ SNAPSHOT_FILES = ("config.json", "tokenizer.json", (SAFETENSORS, SAFETENSORS_IND
 FETCHED = ["config.json", "tokenizer.json", SAFETENSORS, SAFETENSORS_INDEX, "model-*.safetensors", PICKLE]
 
 
+#: At the pinned revision: the files of the published folder that dnabert=v2 reads.
+PINNED_FILES = ("config.json", "tokenizer.json", PICKLE)
+
+
 def fetch_from_hub(repo: str, revision: str | None) -> tuple[Path, str | None]:
     """The cached snapshot of ``repo`` (no network), else a download of config, tokenizer
     and weights only, after one short probe of the hub (:mod:`virnucpro_core.hub`: offline
-    and unreachable hubs are one line within seconds). Returns the folder and its commit.
+    and unreachable hubs are one line within seconds); at the pinned revision its pinned
+    files are checked. Returns the folder and its commit.
     """
-    from virnucpro_core.hub import resolve_snapshot
+    from virnucpro_core import modelset
+    from virnucpro_core.hub import check_pinned_files, resolve_snapshot
 
-    folder = resolve_snapshot(repo, revision, what="DNABERT-S model", required=SNAPSHOT_FILES, allow_patterns=FETCHED,
+    pins = modelset.dnabert_pins(repo, revision)
+    required, fetched = (PINNED_FILES, list(PINNED_FILES)) if pins else (SNAPSHOT_FILES, FETCHED)
+    folder = resolve_snapshot(repo, revision, what="DNABERT-S model", required=required, allow_patterns=fetched,
                               hint=f"{DOWNLOAD_HINT}, or give the path of a local model folder")
+    check_pinned_files(folder, pins, what=f"DNABERT-S model {repo}@{revision}")
     commit = folder.name if folder.parent.name == "snapshots" else None
     return folder, commit
 
@@ -97,17 +117,22 @@ def read_tokenizer(folder: Path) -> Any:
     return tokenizer
 
 
-def read_checkpoint(folder: Path) -> tuple[dict[str, Any], Path]:
-    """All tensors of the folder's weights file(s), on the CPU, and the file they came from."""
+def read_checkpoint(folder: Path, *, only_pickle: bool = False) -> tuple[dict[str, Any], Path]:
+    """All tensors of the folder's weights file(s), on the CPU, and the file they came from.
+
+    ``only_pickle``: read ``pytorch_model.bin`` even when safetensors lie beside it (the
+    pinned revision, whose checked file is the ``.bin``).
+    """
     import torch
 
     single, index, pickle = folder / SAFETENSORS, folder / SAFETENSORS_INDEX, folder / PICKLE
+    use_safetensors = not only_pickle
     try:
-        if single.is_file():
+        if use_safetensors and single.is_file():
             from safetensors.torch import load_file
 
             return load_file(str(single)), single
-        if index.is_file():
+        if use_safetensors and index.is_file():
             from safetensors.torch import load_file
 
             shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
@@ -123,7 +148,7 @@ def read_checkpoint(folder: Path) -> tuple[dict[str, Any], Path]:
     except ModelError:
         raise
     except Exception as exc:
-        bad = single if single.is_file() else index if index.is_file() else pickle
+        bad = single if use_safetensors and single.is_file() else index if use_safetensors and index.is_file() else pickle
         raise ModelError(f"{bad}: cannot read the weights ({first_line(exc)}); re-copy the file from {DEFAULT_MODEL}") from None
     raise ModelError(f"{folder}: no weights ({SAFETENSORS} or {PICKLE}); put the files of {DEFAULT_MODEL} there or {DOWNLOAD_HINT}")
 
@@ -148,6 +173,8 @@ def match_checkpoint(state: dict[str, Any], expected: dict[str, tuple[int, ...]]
             else:
                 renamed[key] = value
         state = renamed
+    if not POOLER & state.keys():  # no pooler at all: the encoder is built without one
+        expected = {k: v for k, v in expected.items() if k not in POOLER}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -173,13 +200,20 @@ def build_model(config: MosaicConfig, state: dict[str, Any], source: Path) -> tu
         model = MosaicBert(config)
     expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
     matched, set_aside = match_checkpoint(state, expected, source)
+    if not POOLER & matched.keys():
+        model.pooler = None  # never called by mean pooling; built without one rather than left on meta
+        log.info("%s: no pooler (pooler.dense.*), as in masked-LM and add_pooling_layer=False exports; "
+                 "mean pooling does not use it, so the encoder is built without one", source)
     model.load_state_dict({k: v.to(torch.float32) for k, v in matched.items()}, strict=True, assign=True)
     return model.eval(), set_aside
 
 
 def load_dnabert(model: str | None = None, *, revision: str | None = None) -> LoadedDnabert:
     """Tokenizer and fp32 eval-mode model on the CPU from a folder or a hub id (pinned by ``revision``)."""
+    from virnucpro_core import modelset
+
     name = model or DEFAULT_MODEL
+    pinned = False
     if is_local_reference(name):
         folder = Path(name).expanduser()
         if not folder.is_dir():
@@ -189,13 +223,16 @@ def load_dnabert(model: str | None = None, *, revision: str | None = None) -> Lo
         commit = None
         model_id = name
     else:
+        if revision is None and name == DEFAULT_MODEL:
+            revision = modelset.DNABERT_S_REVISION
         folder, commit = fetch_from_hub(name, revision)
+        pinned = bool(modelset.dnabert_pins(name, revision))
         model_id = f"{name}@{revision}" if revision else name
     config = read_config(folder / "config.json")
     tokenizer = read_tokenizer(folder)
     if tokenizer.get_vocab_size() > config.vocab_size:
         raise ModelError(f"{folder}: tokenizer.json has {tokenizer.get_vocab_size()} tokens but config.json vocab_size is {config.vocab_size}; the files belong to different models")
-    state, weights = read_checkpoint(folder)
+    state, weights = read_checkpoint(folder, only_pickle=pinned)
     encoder, set_aside = build_model(config, state, weights)
     if set_aside:
         log.info("%s: %d tensors of the masked-LM head (cls.*) are not part of the encoder and were set aside", weights, len(set_aside))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from virnucpro_core.checksum import sha256_file
 from virnucpro_core.errors import ModelError
 from virnucpro_core.testing.esm2 import write_tiny_esm2
 from virnucpro_core.testing.pickles import PAYLOAD_GLOBALS, hostile_payloads
@@ -51,6 +52,36 @@ def test_a_missing_model_offline_is_one_line_saying_where_to_put_it(torch_home):
     )
     assert message.endswith(f"and put it at {dest}, or pass a local checkpoint path as the model (--esm-model on predict, --model on embed)")
     assert not dest.exists() and not any(dest.parent.iterdir())  # no partial file left behind
+
+
+def test_a_download_that_is_not_the_pinned_file_is_refused_and_never_cached(torch_home, tmp_path, monkeypatch):
+    from virnucpro_core import modelset
+
+    write_tiny_esm2(tmp_path / "served")
+    served = {"esm2_t36_3B_UR50D.pt": tmp_path / "served" / "esm2_t2_tiny_UR50D.pt",
+              "esm2_t36_3B_UR50D-contact-regression.pt": tmp_path / "served" / "esm2_t2_tiny_UR50D-contact-regression.pt"}
+
+    def download(url, dst, hash_prefix=None, progress=True):
+        shutil.copyfile(served[url.rsplit("/", 1)[1]], dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    cache = torch_home / "hub" / "checkpoints"
+    # the real pins: a tiny model served under the 3B name is refused, in one line
+    with pytest.raises(ModelError) as info:
+        load_esm2(DEFAULT_MODEL)
+    size = served["esm2_t36_3B_UR50D.pt"].stat().st_size
+    assert str(info.value) == (
+        f"https://dl.fbaipublicfiles.com/fair-esm/models/esm2_t36_3B_UR50D.pt gave a file that is not the pinned file "
+        f"({size:,} bytes, expected 5,678,116,398; pin from {modelset.ESM2_SOURCE}); it was not kept as "
+        f"{cache / 'esm2_t36_3B_UR50D.pt'}: check the network proxy and retry, or put the published file there"
+    )
+    assert not any(cache.iterdir())
+    # pinned to what is served: both files are fetched, kept and loaded
+    monkeypatch.setattr(modelset, "ESM2_PINS", {name: modelset.PinnedFile(path.stat().st_size, sha256_file(path), "test")
+                                                for name, path in served.items()})
+    model, _ = load_esm2(DEFAULT_MODEL)
+    assert model.num_layers == 2
+    assert sorted(p.name for p in cache.iterdir()) == sorted(served)
 
 
 def test_an_unknown_name_lists_the_known_ones(torch_home):

@@ -7,7 +7,9 @@ published classifier was trained with) or as a path to a local ``.pt`` checkpoin
   caches its downloads (``$TORCH_HOME/hub/checkpoints``, by default
   ``~/.cache/torch/hub/checkpoints``), so a model fetched once by fair-esm is reused.
   When the file is missing it is downloaded from fair-esm's URLs; offline, the
-  :class:`ModelError` says which file to put where.
+  :class:`ModelError` says which file to put where. A download of a pinned file
+  (ESM-2 3B and its contact regression, :data:`virnucpro_core.modelset.ESM2_PINS`) must
+  have the published size and SHA-256, or it is refused in one line and never cached.
 - The contact-regression file beside it (``<name>-contact-regression.pt``) is loaded when
   present, because fair-esm then checks the state dict strictly; when absent the model
   loads without it (the contact head is never used for embeddings).
@@ -115,12 +117,16 @@ def resolve_checkpoint(model: str, *, download: bool = True, progress: bool = Fa
         url = MODEL_URL.format(name=model)
         try:
             _download(url, path, progress)
+        except ModelError:
+            raise
         except Exception as exc:  # URLError, HTTPError, timeouts, disk full: all mean "not here"
             raise ModelError(_missing_message(model, path, f"downloading {url} failed: {_one_line(exc)}")) from exc
         if not regression.is_file():
             rurl = REGRESSION_URL.format(name=model)
             try:
                 _download(rurl, regression, progress)
+            except ModelError:
+                raise
             except Exception as exc:
                 log.warning("could not download %s (%s); loading %s without its contact head", rurl, _one_line(exc), model)
     return CheckpointFiles(path, regression if regression.is_file() else None)
@@ -135,15 +141,25 @@ def _missing_message(model: str, path: Path, why: str) -> str:
 
 
 def _download(url: str, dest: Path, progress: bool) -> None:
-    """Fetch ``url`` to ``dest`` atomically, with a timeout on silent connections."""
+    """Fetch ``url`` to ``dest`` atomically, with a timeout on silent connections.
+
+    A file with a pin (by its name) is checked before it takes its final name, so a
+    download that is not the published file is never cached.
+    """
     import torch
 
+    from virnucpro_core import modelset
+
+    pin = modelset.ESM2_PINS.get(dest.name)
     dest.parent.mkdir(parents=True, exist_ok=True)
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # download_url_to_file has no timeout of its own
     try:
         with atomic_path(dest) as tmp:
             torch.hub.download_url_to_file(url, str(tmp), progress=progress)
+            if pin is not None:
+                pin.require(tmp, what=f"{url} gave a file that",
+                            fix=f"it was not kept as {dest}: check the network proxy and retry, or put the published file there")
     finally:
         socket.setdefaulttimeout(previous)
 
