@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from virnucpro_core import accel
+
 ROOT = Path(__file__).resolve().parent.parent
 GENOMES = ROOT / "tests" / "data" / "genomes"
 
@@ -94,7 +96,7 @@ def original_loop(model, alphabet, seqs: list[str], device: str) -> np.ndarray:
     layer = model.num_layers
     with torch.no_grad():
         for labels, strs, toks in loader:
-            reps = model(toks.to(device), repr_layers=[layer])["representations"][layer]
+            reps = model(accel.to_device(toks, device), repr_layers=[layer])["representations"][layer]
             for i, label in enumerate(labels):
                 out[int(label)] = reps[i, 1 : min(1024, len(strs[i])) + 1].float().mean(0).cpu().numpy()
     return out
@@ -108,7 +110,7 @@ def fair_esm_model(data: dict, device: str, dtype):
     from virnucpro_esm2_v2.model import strip_prefixes
 
     cfg = data["cfg"]["model"]
-    with torch.device(device):
+    with torch.device(accel.storage_device(device)):
         model = esm.model.esm2.ESM2(num_layers=cfg.encoder_layers, embed_dim=cfg.encoder_embed_dim,
                                     attention_heads=cfg.encoder_attention_heads,
                                     alphabet=esm.Alphabet.from_architecture("ESM-1b"), token_dropout=cfg.token_dropout)

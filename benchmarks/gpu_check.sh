@@ -23,6 +23,9 @@
 # Then with the device tool:  run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=600)
 # Anywhere else:              OUT=/tmp/gpu-check bash benchmarks/gpu_check.sh
 # A CPU rehearsal (tiny shapes, two minutes; tested in CI): SMOKE=1 OUT=/tmp/gpu-check bash benchmarks/gpu_check.sh
+# The same on a simulated GPU, every CUDA branch of the check included (tested in CI):
+#   python -m virnucpro_core.testing.simcuda --devices 1 --flash-attn ok -- \
+#     env SMOKE=1 SMOKE_DEVICE=cuda:0 OUT=/tmp/gpu-check bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-${1:-gpu-check-out}}
@@ -71,8 +74,8 @@ part() {  # NAME SECONDS COMMAND...: run it, its output to the screen and NAME.l
 }
 
 smoke=(); device=()
-if [ "$SMOKE" = 1 ]; then smoke=(--smoke); device=(--device cpu); fi
-part esm2 390 python3 benchmarks/gpu_check_esm2.py "$OUT" "${smoke[@]}"
+if [ "$SMOKE" = 1 ]; then smoke=(--smoke); device=(--device "${SMOKE_DEVICE:-cpu}"); fi
+part esm2 390 python3 benchmarks/gpu_check_esm2.py "$OUT" "${smoke[@]}" "${device[@]}"
 part dnabert 150 python3 benchmarks/bench_dnabert.py --gpu-check "$OUT" "${smoke[@]}" "${device[@]}"
 rc=0
 for name in esm2 dnabert; do [ "${code[$name]}" = 0 ] || rc=1; done

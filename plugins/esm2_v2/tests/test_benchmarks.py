@@ -127,3 +127,22 @@ def test_an_error_outside_any_step_is_recorded_too(tmp_path):
     step = json.loads((tmp_path / "r.json").read_text())["steps"][0]
     assert (step["name"], step["status"], step["error"]) == ("setup", "error", "MemoryError: no room for the model")
     assert report.finish() == 1
+
+
+def test_the_whole_gpu_check_runs_on_a_simulated_gpu_and_passes(tmp_path):
+    """Every CUDA branch of the check (flash-attn, torch varlen, the device timers) has run before
+    the first real GPU: under the simulated CUDA device (``virnucpro_core.testing.simcuda``)."""
+    out = tmp_path / "out"
+    env = {**os.environ, "SMOKE": "1", "SMOKE_DEVICE": "cuda:0", "OUT": str(out)}
+    done = subprocess.run([sys.executable, "-m", "virnucpro_core.testing.simcuda", "--devices", "1", "--flash-attn", "ok", "--",
+                           "bash", str(ROOT / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    esm2, dnabert = steps_of(out / "esm2.json"), steps_of(out / "dnabert.json")
+    for name in ("flash-attn", "torch-varlen", "sdpa-bucketed"):
+        for precision in ("fp16", "bf16"):
+            step = esm2[f"v2 {name} {precision} vs fp32"]
+            assert step["status"] == "passed" and step["failures"] == 0, step
+    assert {r["name"] for r in esm2["bench tiny"]["results"]} >= {"v2 flash-attn fp16", "v2 torch-varlen bf16"}
+    assert all(step["status"] in ("passed", "done") for step in dnabert.values()), dnabert
+    assert dnabert["bf16 flash vs fp32"]["status"] == "passed"
+    assert "Simulated CUDA device" in (out / "esm2.log").read_text()

@@ -37,6 +37,9 @@ def random_checkpoint_data(num_layers: int, embed_dim: int, heads: int, *, seed:
     """A fair-esm ESM-2 checkpoint dict with random weights (``dtype`` default float32)."""
     import torch
 
+    from virnucpro_core import accel
+
+    device = accel.storage_device(device)  # generated where the device's tensors live (the CPU when simulated)
     dtype = dtype or torch.float32
     gen = torch.Generator(device=device).manual_seed(seed)
     d, vocab = embed_dim, len(VOCABULARY)

@@ -106,10 +106,10 @@ class SimConfig:
 
 
 class _Stream:
-    """A simulated stream: an ordered queue of copies that land when synchronised."""
+    """A simulated ``torch.cuda.Stream``: an ordered queue of copies that land when synchronised."""
 
-    def __init__(self, device: int) -> None:
-        self.device_index = device
+    def __init__(self, device: Any = None, priority: int = 0, **_ignored: Any) -> None:
+        self.device_index = device if isinstance(device, int) else _require().index(device)
         self.queue: list[tuple[int, Any, Any]] = []  # (sequence number, destination, source snapshot)
         self.issued = 0
         self.done = 0
@@ -324,10 +324,6 @@ def _stream_context(stream: _Stream | None):
             sim.current_streams[stream.device_index] = previous
 
 
-def _new_stream(device: Any = None, priority: int = 0, **_ignored) -> _Stream:
-    return _Stream(_require().index(device))
-
-
 # -- flash-attn module states ------------------------------------------------------------
 
 
@@ -355,6 +351,7 @@ def _flash_module():
     module.__version__ = "2.8.3"
     module.flash_attn_varlen_func = kernels.flash_attn_varlen_func
     module.__file__ = "<simcuda flash_attn>"
+    module.__spec__ = importlib.machinery.ModuleSpec("flash_attn", None, origin=module.__file__)  # find_spec() answers
     return module
 
 
@@ -400,12 +397,14 @@ def install(config: SimConfig) -> Simulator:
         "max_memory_allocated": lambda device=None: 0,
         "reset_peak_memory_stats": lambda device=None: None,
         "device": _device,
-        "Stream": _new_stream,
+        "Stream": _Stream,
         "Event": _Event,
         "current_stream": sim.current_stream,
         "default_stream": lambda device=None: sim.default_stream(sim.index(device)),
         "stream": _stream_context,
-        "is_initialized": lambda: True,
+        # torch.manual_seed also seeds CUDA's generators when CUDA is available: there are none here
+        "manual_seed": lambda seed: None,
+        "manual_seed_all": lambda seed: None,
         "init": lambda: None,
     }
     for name, value in patches.items():
