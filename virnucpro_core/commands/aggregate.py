@@ -41,8 +41,10 @@ def aggregate(shard_dirs: tuple[Path, ...], output: Path, format_name: str | Non
     from virnucpro_core.engine.shards import aggregate_embed, check_shards
     from virnucpro_core.errors import ConfigError
     from virnucpro_core.logs import setup_logging
+    from virnucpro_core.outputs import Outputs, refuse_inputs_as_outputs
     from virnucpro_core.registry import get_registry
 
+    refuse_inputs_as_outputs(Outputs(files=(output, *((log_file,) if log_file else ()))), shard_dirs)
     setup_logging(verbose, quiet, log_file)
     shards = check_shards(list(shard_dirs))
     kind = shards[0].kind

@@ -204,7 +204,8 @@ def write_png(fig, out: Path) -> None:
     help="Chunk size of the run in bp [default: identity.parameters.chunk_size in OUTDIR/run.json; "
     "without either, chunks are placed by number].",
 )
-def plot(outdir: Path, top: int, output: Path | None, chunk_size: int | None) -> None:
+@click.option("--force", is_flag=True, help="Replace the plot file if it exists (refused otherwise).")
+def plot(outdir: Path, top: int, output: Path | None, chunk_size: int | None, force: bool) -> None:
     """Plot the call along the top N sequences of a finished run.
 
     Reads OUTDIR/sequence_summary.tsv and OUTDIR/prediction_results.txt. Each panel
@@ -228,6 +229,10 @@ def plot(outdir: Path, top: int, output: Path | None, chunk_size: int | None) ->
     output = output or outdir / DEFAULT_PNG
     if not output.parent.is_dir():
         raise InputError(f"{output.parent}: no such directory for the plot; create it or choose another -o")
+    from virnucpro_core.outputs import Outputs, refuse_existing, refuse_inputs_as_outputs
+
+    refuse_inputs_as_outputs(Outputs(files=(output,)), (outdir / SUMMARY_NAME, outdir / PREDICTIONS_NAME, outdir / "run.json"))
+    refuse_existing(output, force=force)
     rows = select_top(outdir / SUMMARY_NAME, top)
     if not rows:
         raise InputError(
