@@ -250,7 +250,8 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
             prep.mkdir(parents=True, exist_ok=True)
             result = prepare_file(request.input_path, prep, request.chunk_size, progress=request.progress)
             return {"sequences": result.sequences, "bases": result.bases, "chunks": result.chunks,
-                    "frames": result.frames, "empty_skipped": result.empty_skipped}
+                    "frames": result.frames, "empty_skipped": result.empty_skipped,
+                    **({"rna_records": result.rna_records} if result.rna_records else {})}  # U read as T
 
         counts["prepare"] = dict(run.run_stage(Stage("prepare", prepared, do_prepare)))
         frames = counts["prepare"]["frames"]

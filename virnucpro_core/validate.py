@@ -19,7 +19,10 @@ from virnucpro_core.seqio import (
     describe_bad_character,
     display_name,
     first_non_nucleotide,
+    has_t_u,
     is_binary_character,
+    mixed_t_u_error,
+    rna_warning,
 )
 
 #: How many IDs a report lists per kind (counts are always complete).
@@ -103,7 +106,8 @@ def validate_file(path: str | Path) -> ValidationReport:
     non_nuc_count = 0
     first_bad: str | None = None
     empty_id = 0
-    has_u = False
+    rna = 0
+    mixed: str | None = None
     try:
         with RecordStream(path) as stream:
             fmt, compression = stream.format, stream.compression
@@ -142,13 +146,18 @@ def validate_file(path: str | Path) -> ValidationReport:
                 if n < SHORTEST_MODEL_CHUNK:
                     short += 1
                 data = record.seq.encode("ascii")
-                ambiguous += len(data.translate(None, b"ACGTacgt"))
+                has_t, has_u = has_t_u(record.seq)
+                rna += has_u and not has_t
+                if has_t and has_u and mixed is None:
+                    mixed = record.id
+                ambiguous += len(data.translate(None, b"ACGTUacgtu" if has_u and not has_t else b"ACGTacgt"))
                 lower += n - len(data.translate(None, _LOWER))
-                has_u = has_u or b"U" in data or b"u" in data
     except InputError as exc:
         problems.append(str(exc))
-    if has_u:
-        warnings.append("contains U (RNA): U is not translated, codons containing it are dropped; convert U to T first")
+    if mixed is not None:
+        problems.append(str(mixed_t_u_error(name, mixed)).removeprefix(f"{name}: "))
+    elif rna:
+        warnings.append(rna_warning(name, rna).removeprefix(f"{name}: "))
     if dup_count:
         problems.append(f"{dup_count} duplicate record ID(s), e.g. {_ids(duplicates)}: chunk IDs would be ambiguous; make IDs unique")
     if non_nuc_count:

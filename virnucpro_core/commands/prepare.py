@@ -62,4 +62,5 @@ def _prepare_counts(result) -> dict:
         "chunks": result.chunks,
         "frames": result.frames,
         "empty_skipped": result.empty_skipped,
+        **({"rna_records": result.rna_records} if result.rna_records else {}),  # U read as T
     }
