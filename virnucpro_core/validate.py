@@ -210,3 +210,64 @@ def validate_file(path: str | Path) -> ValidationReport:
         problems=problems,
         warnings=warnings,
     )
+
+
+#: Residues a record needs before its letters say anything about what it is.
+MODALITY_MIN_LENGTH = 20
+_NUCLEOTIDE_LETTERS = b"ACGTUNacgtun"
+
+
+@dataclass(frozen=True)
+class EmbedInput:
+    """What :func:`check_embed_input` found in an ``embed`` input: records, and how many
+    look like nucleotides although the backend embeds proteins (a warning only)."""
+
+    records: int
+    nucleotide_like: int = 0
+
+
+def check_embed_input(path: str | Path, modality: str, backend_key: str) -> EmbedInput:
+    """Refuse what ``embed`` cannot embed, as ``predict`` does for its input, before any model loads.
+
+    One line each for: an empty file or one without records, a duplicated ID (rows are
+    looked up by ID), a letter that is no nucleotide code given to a nucleotide backend.
+    For a protein backend only a file whose every record of 20 or more residues is made
+    of A, C, G, T/U and N is refused (DNA given by mistake); a few such records among
+    proteins are ambiguous (``ACGT`` is also alanine, cysteine, glycine, threonine) and
+    come back in ``nucleotide_like`` for a warning.
+    """
+    name = display_name(path)
+    seen: dict[str, int] = {}
+    records = nucleotide_like = long_records = 0
+    first_like: str | None = None
+    with RecordStream(path) as stream:
+        if stream.empty or stream.format is None:
+            raise InputError(f"{name} has no records; give a FASTA file with at least one sequence to embed")
+        for record in stream:
+            records += 1
+            previous = seen.setdefault(record.id, records)
+            if previous != records:
+                raise InputError(f"{name}: record ID '{record.id}' occurs twice (records {previous} and {records}); "
+                                 "embeddings are looked up by ID, so make the IDs unique (e.g. `seqkit rename`) and run again")
+            if modality == "nucleotide":
+                bad = first_non_nucleotide(record.seq)
+                if bad is not None:
+                    pos, ch = bad
+                    raise InputError(
+                        f"{name}: record '{record.id}' has {describe_bad_character(ch)} at position {pos + 1}, which is not "
+                        f"a nucleotide code, but {backend_key} embeds nucleotides (is this a protein FASTA?); give nucleotide "
+                        "sequences (prepare's *_identified_nucleotide.fa) or choose a protein backend"
+                    )
+            elif len(record.seq) >= MODALITY_MIN_LENGTH:
+                long_records += 1
+                if not record.seq.encode("ascii", "replace").translate(None, _NUCLEOTIDE_LETTERS):
+                    nucleotide_like += 1
+                    first_like = first_like or record.id
+    if records == 0:
+        raise InputError(f"{name} has no records; give a FASTA file with at least one sequence to embed")
+    if long_records and nucleotide_like == long_records:
+        raise InputError(
+            f"{name}: every record looks like DNA (only A, C, G, T/U, N; e.g. '{first_like}'), but {backend_key} embeds "
+            "proteins; give protein sequences (prepare's *_identified_protein.faa) or choose a nucleotide backend"
+        )
+    return EmbedInput(records, nucleotide_like)

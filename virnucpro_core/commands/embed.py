@@ -108,6 +108,7 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
     from virnucpro_core.rundir import describe_input, remove_stale_temporaries, run_lock
     from virnucpro_core.pipeline import batch_identity, label_tiny
     from virnucpro_core.selection import parse_backend_options
+    from virnucpro_core.validate import check_embed_input
 
     shard = Shard.parse(shard_text) if shard_text else None
     engine = runtime.engine(shard=shard, log_level=logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO))
@@ -117,6 +118,10 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
     reason = backend.unavailable_reason()
     if reason:
         raise BackendError(f"backend {backend.describe()} cannot run here: {reason}; choose another with --backend (see `virnucpro backends`)")
+    found = check_embed_input(input_path, backend.modality, backend.key)  # bad input: one line, before any model loads
+    if found.nucleotide_like:
+        log.warning("%s: %d of %d records look like DNA (only A, C, G, T/U, N), but %s embeds proteins; "
+                    "check that this is the protein file", input_path, found.nucleotide_like, found.records, backend.key)
     tiny = False
     if model is None:
         from virnucpro_core.modelset import model_from_models_dir
