@@ -54,6 +54,11 @@ def aggregate(shard_dirs: tuple[Path, ...], output: Path, format_name: str | Non
         fmt = get_registry().format_for_path(output, format_name)
         output.parent.mkdir(parents=True, exist_ok=True)
         written = aggregate_embed(shards, output, fmt)
+        warning = shards[0].extra.get("warning")
+        if warning:  # tiny random models: the joined file says so, as a single `embed` would
+            from virnucpro_core.pipeline import label_tiny
+
+            label_tiny(output, fmt.name)
         click.echo(f"{written} sequences from {len(shards)} shards -> {output} ({fmt.name})")
         return
     _aggregate_predict(shards, output, device, threads, quiet, verbose)

@@ -62,13 +62,17 @@ def classify(nucleotide: Path, protein: Path, mlp: Path, outdir: Path, nucleotid
 
 
 def tiny_warning(mlp: Path, *embeddings: Path) -> str | None:
-    """The tiny-model warning when the MLP comes from an init-tiny set or an input says so."""
+    """The tiny-model warning when the MLP comes from an init-tiny set (or was converted from
+    one) or an input says so."""
+    from virnucpro_core.classifier import mlp_warning
     from virnucpro_core.formats.hdf5 import read_warning
     from virnucpro_core.modelset import in_tiny_set
     from virnucpro_core.pipeline import TINY_WARNING
 
     if in_tiny_set(mlp):
         return TINY_WARNING
+    if found := mlp_warning(mlp):  # a tiny MLP converted by `models import-mlp`
+        return found
     for path in embeddings:
         if path.suffix.lower() in (".h5", ".hdf5") and (found := read_warning(path)):
             return found

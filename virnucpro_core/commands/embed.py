@@ -167,7 +167,9 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
         if shard is not None:
             from virnucpro_core.engine.shards import write_embed_shard
 
-            write_embed_shard(output, shard, identity, result, backend)
+            from virnucpro_core.pipeline import TINY_WARNING
+
+            write_embed_shard(output, shard, identity, result, backend, warning=TINY_WARNING if tiny else None)
         elif tiny:
             label_tiny(output, fmt.name)
     rate = result.sequences / result.seconds if result.seconds > 0 else 0.0

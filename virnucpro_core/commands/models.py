@@ -97,9 +97,15 @@ def import_mlp(source: Path, output: Path | None, force: bool) -> None:
         refuse_existing(path, force=force)
     model = load_original_mlp(source)
     output.parent.mkdir(parents=True, exist_ok=True)
-    weights, config = save_mlp(model, output, source=source)
+    from virnucpro_core.modelset import in_tiny_set
+    from virnucpro_core.pipeline import TINY_WARNING
+
+    warning = TINY_WARNING if in_tiny_set(source) else None  # from `models init-tiny`: the label goes with it
+    weights, config = save_mlp(model, output, source=source, warning=warning)
     c = model.config
     click.echo(f"wrote {weights} and {config} (input {c.input_dim}, hidden {c.hidden_dim}, classes {c.num_class})")
+    if warning:
+        click.echo("WARNING: " + warning, err=True)
 
 
 # --------------------------------------------------------------------------- init-tiny
