@@ -414,7 +414,7 @@ def _download_into(directory: Path, previous: dict, model_types: tuple[int, ...]
 
 
 @models.command("list")
-@click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--models-dir", "--dir", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help=f"Models directory [default: ${MODELS_ENV}].")
 @click.option("--verify", is_flag=True, help="Recompute SHA-256 of every file and compare with models.json; exit 1 on any problem.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
