@@ -340,3 +340,28 @@ def test_embed_names_force_and_force_resume_does_not_replace_a_finished_output(t
     with h5py.File(out, "r") as f:
         assert [x.decode() for x in f["ids"][:]] == ["seq1"]
     assert len(out.read_bytes()) == len(first)
+
+
+# --------------------------------------------------------------------------- -o /dev/null and other special files
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["predict", "{fa}", "-o", "/dev/null"], "/dev/null is a device, not a directory; -o names the directory to write into"),
+    (["prepare", "{fa}", "-o", "/dev/null"], "/dev/null is a device, not a directory; -o names the directory to write into"),
+    (["embed", "{fa}", "--backend", "kmer", "--format", "hdf5", "-o", "/dev/null", "--force"],
+     "/dev/null is a device, not a file this command can write; choose another -o"),
+    (["merge", "{nuc}", "{nuc}", "-o", "/dev/null", "--force"], "/dev/null is a device, not a file this command can write"),
+    (["convert", "{nuc}", "/dev/null", "--to", "hdf5", "--force"], "/dev/null is a device, not a file this command can write"),
+])
+def test_dev_null_as_output_is_named_for_what_it_is_and_never_replaced(tmp_path, fasta, argv, message):
+    before = os.stat("/dev/null")
+    args = [a.format(fa=fasta, nuc=REF / "output_1_DNABERT_S.pt") for a in argv]
+    result = invoke(*args)
+    assert result.exit_code == 2 and result.output.startswith(f"Error: {message}"), result.output
+    after = os.stat("/dev/null")
+    assert (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev)
+
+
+def test_a_log_file_may_be_dev_null(tmp_path, fasta):
+    result = invoke("prepare", fasta, "-o", tmp_path / "prep", "--log-file", "/dev/null", "-q")
+    assert result.exit_code == 0, result.output

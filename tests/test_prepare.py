@@ -441,3 +441,18 @@ def test_fastq_batches_give_the_same_outputs_and_report_problems_in_file_order(t
     (tmp_path / "bad.fq").write_text("@r1\nACGT\n+\nIIII\n@r2\nMKVL\n+\nIIII\n@r3\nACGT\n+\nII\n")
     with pytest.raises(InputError, match=r"bad.fq: record 'r2' contains 'L' at position 4"):
         prepare_file(tmp_path / "bad.fq", tmp_path / "b", 300)
+
+
+@pytest.mark.parametrize("text,hint", [
+    (">a\nACGTACGT\n@read1\nACGT\n+\nIIII\n", "'@' at position 9, which is not an IUPAC nucleotide code (is a FASTQ record "
+     "inside this FASTA file? give FASTQ records in a FASTQ file of their own)"),
+    (">a\n        1 acgtacgtac gtacgtacgt\n", "'1' at position 1, which is not an IUPAC nucleotide code (digits in a sequence: "
+     "is this a GenBank/EMBL file or a FASTA with numbered lines? give plain FASTA)"),
+    (">a\nMKVL\n", "'L' at position 4, which is not an IUPAC nucleotide code (is this a protein FASTA?)"),
+])
+def test_the_hint_fits_the_character_that_is_not_a_nucleotide(tmp_path, text, hint):
+    (tmp_path / "x.fa").write_text(text)
+    with pytest.raises(InputError) as err:
+        prepare_file(tmp_path / "x.fa", tmp_path / "out", 500)
+    assert str(err.value) == (f"{tmp_path / 'x.fa'}: record 'a' contains {hint}; VirNucPro needs DNA: give nucleotide "
+                              "sequences, or replace unknown letters with N")

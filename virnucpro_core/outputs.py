@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -65,14 +66,34 @@ def _inside(path: Path, folder: Path) -> bool:
     return True
 
 
-def refuse_inputs_as_outputs(outputs: Outputs, inputs: Iterable[str | Path | None], *, option: str = "-o") -> None:
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def refuse_inputs_as_outputs(outputs: Outputs, inputs: Iterable[str | Path | None], *, option: str = "-o",
+                             regular: bool = True) -> None:
     """Stop, before anything is written, when an output is one of the inputs or model files.
 
     An output that does not exist yet cannot be an input. One that exists is compared by
     ``(st_dev, st_ino)`` with every input, so ``run/x.fa`` as a symlink or hard link to
     the input is refused as surely as the input's own name. An input inside a folder the
     command owns whole (its checkpoint parts) is refused too: that folder gets deleted.
+    With ``regular`` an existing output that is no regular file (``/dev/null``, a FIFO)
+    is refused as well: outputs are written beside it and renamed over it, which would
+    replace the device (a log file is appended to instead, so ``--log-file /dev/null`` is fine).
     """
+    if regular:
+        for out in outputs.files:
+            try:
+                mode = os.stat(out).st_mode
+            except (OSError, ValueError):
+                continue
+            if not stat.S_ISREG(mode):
+                raise ConfigError(f"{out} is {_kind(mode)}, not a file this command can write; choose another {option}")
     files = _input_files(inputs)
     if not files:
         return
@@ -113,6 +134,7 @@ def refuse_foreign_directory(folder: Path, *, force: bool, ignore: Iterable[Path
     ``--force`` the run writes only the names it owns, so other files are never replaced.
     """
     folder = Path(folder)
+    refuse_not_directory(folder)
     if force or not folder.is_dir() or is_run_directory(folder):
         return
     skip = {Path(p).resolve() for p in ignore if p is not None}
@@ -122,3 +144,15 @@ def refuse_foreign_directory(folder: Path, *, force: bool, ignore: Iterable[Path
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise ConfigError(f"{folder} is not empty ({shown}) and is not a VirNucPro run directory; "
                           "choose a new -o, or pass --force to write the run's files into it (other files are kept)")
+
+
+def refuse_not_directory(folder: Path, option: str = "-o") -> None:
+    """``-o DIR`` that exists but is a file or a device (``-o /dev/null``) is named as such,
+    not reported as a directory that cannot be created."""
+    try:
+        mode = os.stat(folder).st_mode
+    except (OSError, ValueError):
+        return
+    if not stat.S_ISDIR(mode):
+        raise ConfigError(f"{folder} is {_kind(mode) if not stat.S_ISREG(mode) else 'a file'}, not a directory; "
+                          f"{option} names the directory to write into: choose another {option}")

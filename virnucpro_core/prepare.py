@@ -55,6 +55,7 @@ from virnucpro_core.seqio import (
     is_binary_character,
     is_plain_sequence,
     mixed_t_u_error,
+    not_nucleotide_hint,
     rna_as_dna,
     rna_warning,
     record_ids,
@@ -350,7 +351,7 @@ class _Checker:
             )
         raise InputError(
             f"{self.name}: record '{record_id}' contains {describe_bad_character(ch)} at position {pos + 1}, "
-            "which is not an IUPAC nucleotide code (is this a protein FASTA?); "
+            f"which is not an IUPAC nucleotide code ({not_nucleotide_hint(ch)}); "
             "VirNucPro needs DNA: give nucleotide sequences, or replace unknown letters with N"
         )
 

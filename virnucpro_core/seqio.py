@@ -622,6 +622,19 @@ def rna_warning(name: str, records: int) -> str:
     return f"{name}: {records} record(s) hold U and no T (RNA); U is read as T, so they give the results of their DNA"
 
 
+def not_nucleotide_hint(ch: str) -> str:
+    """What a character outside the nucleotide codes most likely means, for the error's hint:
+    a letter suggests a protein file, a digit a GenBank/EMBL flat file or numbered lines,
+    ``@``/``+`` a FASTQ record pasted into a FASTA file."""
+    if ch.isdigit():
+        return "digits in a sequence: is this a GenBank/EMBL file or a FASTA with numbered lines? give plain FASTA"
+    if ch in "@+":
+        return "is a FASTQ record inside this FASTA file? give FASTQ records in a FASTQ file of their own"
+    if ch.isalpha() or ch == "*":
+        return "is this a protein FASTA?"
+    return "give only nucleotide letters in sequence lines"
+
+
 def is_binary_character(ch: str) -> bool:
     """Control characters other than tab/CR/LF, and undecodable bytes, mean the input is not text."""
     return _BINARY.match(ch) is not None

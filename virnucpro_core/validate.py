@@ -22,6 +22,7 @@ from virnucpro_core.seqio import (
     has_t_u,
     is_binary_character,
     mixed_t_u_error,
+    not_nucleotide_hint,
     rna_warning,
 )
 
@@ -105,6 +106,7 @@ def validate_file(path: str | Path) -> ValidationReport:
     non_nuc: list[str] = []
     non_nuc_count = 0
     first_bad: str | None = None
+    first_hint = "is this a protein FASTA?"
     empty_id = 0
     rna = 0
     mixed: str | None = None
@@ -139,6 +141,7 @@ def validate_file(path: str | Path) -> ValidationReport:
                         pos, ch = bad
                         kind = "binary data" if is_binary_character(ch) else "not an IUPAC nucleotide code"
                         first_bad = f"record '{record.id}' has {describe_bad_character(ch)} at position {pos + 1} ({kind})"
+                        first_hint = not_nucleotide_hint(ch)
                     continue
                 total += n
                 min_len = n if min_len is None else min(min_len, n)
@@ -163,7 +166,7 @@ def validate_file(path: str | Path) -> ValidationReport:
     if non_nuc_count:
         problems.append(
             f"{non_nuc_count} record(s) are not nucleotide sequences ({first_bad}); "
-            "VirNucPro needs DNA (is this a protein FASTA?)"
+            f"VirNucPro needs DNA ({first_hint})"
         )
     if records == 0 and not problems:
         problems.append(f"{name} contains no records")
@@ -255,7 +258,7 @@ def check_embed_input(path: str | Path, modality: str, backend_key: str) -> Embe
                     pos, ch = bad
                     raise InputError(
                         f"{name}: record '{record.id}' has {describe_bad_character(ch)} at position {pos + 1}, which is not "
-                        f"a nucleotide code, but {backend_key} embeds nucleotides (is this a protein FASTA?); give nucleotide "
+                        f"a nucleotide code, but {backend_key} embeds nucleotides ({not_nucleotide_hint(ch)}); give nucleotide "
                         "sequences (prepare's *_identified_nucleotide.fa) or choose a protein backend"
                     )
             elif len(record.seq) >= MODALITY_MIN_LENGTH:

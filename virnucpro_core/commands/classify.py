@@ -40,11 +40,12 @@ def classify(nucleotide: Path, protein: Path, mlp: Path, outdir: Path, nucleotid
     from virnucpro_core.classify import CONSENSUS, PREDICTIONS, classify_embeddings
     from virnucpro_core.devices import resolve_device
     from virnucpro_core.logs import setup_logging
-    from virnucpro_core.outputs import Outputs, refuse_existing, refuse_inputs_as_outputs
+    from virnucpro_core.outputs import Outputs, refuse_existing, refuse_inputs_as_outputs, refuse_not_directory
 
     results = (outdir / PREDICTIONS, outdir / CONSENSUS)
     inputs = (nucleotide, protein, mlp, mlp.with_suffix(".json"))
-    refuse_inputs_as_outputs(Outputs(files=(log_file,) if log_file else ()), inputs, option="--log-file")
+    refuse_inputs_as_outputs(Outputs(files=(log_file,) if log_file else ()), inputs, option="--log-file", regular=False)
+    refuse_not_directory(outdir)
     refuse_inputs_as_outputs(Outputs(files=results), inputs)
     for path in results:
         refuse_existing(path, force=force)

@@ -70,7 +70,7 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
     dist = context_from_env()
     if dist is None or dist.is_driver:  # before anything is written, the log file included
         inputs = (input_path, model, models_dir)
-        refuse_inputs_as_outputs(Outputs(files=(log_file,) if log_file else ()), inputs, option="--log-file")
+        refuse_inputs_as_outputs(Outputs(files=(log_file,) if log_file else ()), inputs, option="--log-file", regular=False)
         refuse_inputs_as_outputs(embed_outputs(output, sharded=shard is not None), inputs)
     setup_logging(verbose, quiet, log_file)
     runtime = runtime_from_options(dict(runtime_flags, checkpoint_every=checkpoint_every, resume=resume,

@@ -72,7 +72,7 @@ def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | No
     dist = context_from_env()
     if dist is None or dist.is_driver:  # before anything is written, the log file included
         inputs = (input_path, esm_model, dnabert_model, mlp, models_dir)
-        refuse_inputs_as_outputs(Outputs(files=(log_file,) if log_file else ()), inputs, option="--log-file")
+        refuse_inputs_as_outputs(Outputs(files=(log_file,) if log_file else ()), inputs, option="--log-file", regular=False)
         refuse_inputs_as_outputs(predict_outputs(input_path, outdir, chunk_size or int(model_type)), inputs)
         if not runtime_flags.get("resume"):
             refuse_foreign_directory(outdir, force=force, ignore=(log_file,))

@@ -35,12 +35,13 @@ def prepare(input_path: str, outdir: Path, chunk_size: int, resume: bool, force:
       virnucpro prepare contigs.fa.gz -o prep/ --chunk-size 300
     """
     from virnucpro_core.logs import setup_logging
-    from virnucpro_core.outputs import Outputs, refuse_inputs_as_outputs
+    from virnucpro_core.outputs import Outputs, refuse_inputs_as_outputs, refuse_not_directory
     from virnucpro_core.prepare import output_paths, prepare_file
     from virnucpro_core.rundir import LOCK, MANIFEST, Stage, describe_input, open_run
 
-    refuse_inputs_as_outputs(Outputs(files=(log_file,) if log_file else ()), [input_path], option="--log-file")
+    refuse_inputs_as_outputs(Outputs(files=(log_file,) if log_file else ()), [input_path], option="--log-file", regular=False)
     refuse_inputs_as_outputs(Outputs(files=(*output_paths(input_path, outdir, chunk_size), outdir / MANIFEST, outdir / LOCK)), [input_path])
+    refuse_not_directory(outdir)
     setup_logging(verbose, quiet, log_file)
     identity = {"inputs": [describe_input(input_path)], "parameters": {"chunk_size": chunk_size}}
     with open_run(outdir, "prepare", identity, resume=resume, force_resume=force_resume, force=force) as run:
