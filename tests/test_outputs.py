@@ -242,9 +242,10 @@ def test_predict_refuses_a_folder_that_is_not_a_run_directory(tmp_path, fasta):
     (out / "chapter1.tex").write_text("years of work")
     (out / "sequence_summary.tsv").write_text("my own table")
     before = snapshot(tmp_path)
-    result = invoke("predict", fasta, "-o", out)
-    assert_refused_untouched(result, tmp_path, before, f"{out} is not empty (chapter1.tex, sequence_summary.tsv) and is not "
-                             "a VirNucPro run directory; choose a new -o, or pass --force")
+    for extra in ((), ("--resume",)):  # --resume would start a new run there just the same
+        result = invoke("predict", fasta, "-o", out, *extra)
+        assert_refused_untouched(result, tmp_path, before, f"{out} is not empty (chapter1.tex, sequence_summary.tsv) and is "
+                                 "not a VirNucPro run directory; choose a new -o, or pass --force")
 
 
 def test_predict_force_writes_into_a_foreign_folder_and_keeps_its_files(tmp_path, fasta, tiny_models):

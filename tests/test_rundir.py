@@ -242,3 +242,22 @@ def test_temporaries_of_a_killed_run_are_removed_when_the_directory_is_opened_ag
         pass
     assert not any(path.exists() for path in stale)
     assert (out / "prepare.txt").read_text() == "prepare"
+
+
+def test_force_with_resume_resumes_and_a_foreign_folders_part_files_are_kept(tmp_path):
+    """The interrupted line repeats the user's flags with --resume: --force must not then discard the run.
+    And a folder without run.json is not a run: its `.x.part` files are not a killed run's temporaries."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".draft.part").write_text("the user's")
+    calls: list[str] = []
+    with pytest.raises(RuntimeError):
+        with open_run(out, "predict", identity(tmp_path), force=True) as run:
+            run.run_stage(make_stage(out, "prepare", calls))
+            run.run_stage(make_stage(out, "embed", calls, fail=True))
+    assert (out / ".draft.part").read_text() == "the user's"
+    with open_run(out, "predict", identity(tmp_path), force=True, resume=True) as run:
+        assert run.resumed
+        run.run_stage(make_stage(out, "prepare", calls))
+        run.run_stage(make_stage(out, "embed", calls))
+    assert calls == ["prepare", "embed", "embed"]

@@ -169,8 +169,9 @@ class Run:
         remove_stale_temporaries(self.outdir, ("**/.*.part", "**/.virnucpro-stdin-*.spool"))
 
     def open(self) -> None:
-        self._remove_stale_temporaries()
         previous = self._read_manifest()
+        if previous is not None:  # only a run directory has a killed run's temporaries; another folder's files are not ours
+            self._remove_stale_temporaries()
         new_print = fingerprint(self.identity)
         if previous is not None and not self.resume and not any(
             stage.get("status") == "done" for stage in previous.get("stages", {}).values()
@@ -179,7 +180,7 @@ class Run:
             self._discard(previous)
             previous = None
         if previous is not None:
-            if self.force_resume or self.force:
+            if self.force_resume or (self.force and not self.resume):  # `--force --resume` (the interrupted line) resumes
                 log.info("%s: discarding the previous run in %s", "--force" if self.force else "--force-resume", self.outdir)
                 self._discard(previous)
                 previous = None

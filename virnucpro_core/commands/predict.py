@@ -74,8 +74,7 @@ def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | No
         inputs = (input_path, esm_model, dnabert_model, mlp, models_dir)
         refuse_inputs_as_outputs(Outputs(files=(log_file,) if log_file else ()), inputs, option="--log-file", regular=False)
         refuse_inputs_as_outputs(predict_outputs(input_path, outdir, chunk_size or int(model_type)), inputs)
-        if not runtime_flags.get("resume"):
-            refuse_foreign_directory(outdir, force=force, ignore=(log_file,))
+        refuse_foreign_directory(outdir, force=force, ignore=(log_file,))  # --resume too: it starts a run where none is
     setup_logging(verbose, quiet, log_file)
     runtime = runtime_from_options(runtime_flags)
     if dist is not None and not dist.is_driver:
