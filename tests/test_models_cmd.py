@@ -464,6 +464,7 @@ def test_list_shows_what_is_missing(tmp_path):
         "esm2": False, "esm2 contact regression": False, "dnabert": False, "mlp 300": False, "mlp 500": True}
     text = run("models", "list", "--models-dir", str(tmp_path))
     assert text.exit_code == 1
+    assert run("models", "list", "--dir", str(tmp_path)).stdout == text.stdout  # the README's alias, as for download
     assert "MISSING" in text.stdout and "mlp/500_model.pth" in text.stdout
     assert text.stderr == (
         f"Error: {tmp_path}: esm2/esm2_t36_3B_UR50D.pt (missing), esm2/esm2_t36_3B_UR50D-contact-regression.pt (missing), "

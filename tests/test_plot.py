@@ -192,3 +192,40 @@ def test_the_tiny_model_warning_of_a_run_is_read_for_the_figure(tmp_path):
     assert manifest_warning(tmp_path) is None
     (tmp_path / "run.json").write_text(json.dumps({"warning": "RANDOM TINY MODELS: not meaningful"}))
     assert manifest_warning(tmp_path) == "RANDOM TINY MODELS: not meaningful"
+
+
+def test_sort_puts_whole_viruses_or_the_best_frame_first(outdir):
+    """host_contig: 3 of 9 scored chunks viral, best 0.9; phage_read: 1 of 1, best 0.97; bacterium: 0 of 2, best 0.3."""
+    summary = outdir / "sequence_summary.tsv"
+    assert [r.sequence_id for r in select_top(summary, 10, "viral-fraction")] == ["phage_read", "host_contig", "bacterium"]
+    assert [r.sequence_id for r in select_top(summary, 10, "max-score")] == ["phage_read", "host_contig", "bacterium"]
+    assert [r.sequence_id for r in select_top(summary, 10, "viral-chunks")] == ["host_contig", "phage_read", "bacterium"]
+    result = invoke(outdir, "--top", "1", "--sort", "viral-fraction")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("suffix,magic", [(".pdf", b"%PDF"), (".svg", b"<?xml"), (".png", PNG_MAGIC)])
+def test_plot_writes_the_format_its_suffix_names(outdir, tmp_path, suffix, magic):
+    target = tmp_path / f"plot{suffix}"
+    result = invoke(outdir, "-o", target)
+    assert result.exit_code == 0, result.output
+    assert target.read_bytes().startswith(magic)
+
+
+def test_plot_refuses_a_suffix_it_cannot_write(outdir, tmp_path):
+    result = invoke(outdir, "-o", tmp_path / "plot.docx")
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {tmp_path / 'plot.docx'}: cannot tell the image format from the suffix .docx; "
+                                    "end -o with one of: ")
+    assert ".pdf" in result.output and not (tmp_path / "plot.docx").exists()
+
+
+def test_plot_on_a_shard_directory_points_to_aggregate(tmp_path):
+    shard = tmp_path / "s0"
+    shard.mkdir()
+    (shard / "shard.json").write_text("{}")
+    (shard / "run.json").write_text("{}")
+    result = invoke(shard)
+    assert result.exit_code == 1
+    assert result.output == (f"Error: {shard} is one shard of an array job (it holds shard.json, no results); join the "
+                             "shards with `virnucpro aggregate SHARD_DIR... -o RESULTS` and plot RESULTS\n")

@@ -150,7 +150,7 @@ def test_prepare_inside_predict_matches_the_original_on_lambda(tmp_path, tiny_mo
     # a second run refuses to overwrite; --resume redoes nothing; the fingerprint guards settings
     again = CliRunner().invoke(cli, ["predict", str(DATA / "genomes" / "lambda_NC_001416.fa.gz"), "-o", str(outdir),
                                      "--models-dir", str(tiny_models), "--model-type", "300", "-q"])
-    assert again.exit_code == 2 and "already holds a predict run" in again.output and "--resume" in again.output
+    assert again.exit_code == 2 and "already holds a finished predict run; pass --force to replace its outputs" in again.output
     before = (outdir / "prediction_results.txt").stat().st_mtime_ns
     resumed = CliRunner().invoke(cli, ["predict", str(DATA / "genomes" / "lambda_NC_001416.fa.gz"), "-o", str(outdir),
                                        "--models-dir", str(tiny_models), "--model-type", "300", "-q", "--resume"])

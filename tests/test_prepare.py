@@ -82,7 +82,13 @@ def test_the_original_tools_own_outputs_on_orf_bearing_contigs_are_reproduced(tm
         assert (tmp_path / "cli" / name).read_bytes() == (ORIGINAL_FORMAT / name).read_bytes(), name
 
 
-ALPHABETS = ["ACGT", "ACG", "CGTa", "acgtn", "ACGTN", "ACGTRYKMSWBDHVN", "ACGNacgn", "AGCTNU-"]
+#: "AGCNUu-" is RNA: prepare reads its U as T, so the original is given the same records with T
+ALPHABETS = ["ACGT", "ACG", "CGTa", "acgtn", "ACGTN", "ACGTRYKMSWBDHVN", "ACGNacgn", "AGCNUu-"]
+
+
+def as_dna(records: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The non-empty records with U read as T, as the original tool must see them."""
+    return [(title, seq.replace("U", "T").replace("u", "t")) for title, seq in records if seq]
 
 
 @st.composite
@@ -114,7 +120,7 @@ def test_random_inputs_match_the_original(tmp_path_factory, case, size):
     work = tmp_path_factory.mktemp("prop")
     (work / "ours.fa").write_text(fasta(records, width))
     # The original crashes on empty records, so it gets the file without them.
-    (work / "theirs.fa").write_text(fasta([r for r in records if r[1]], width))
+    (work / "theirs.fa").write_text(fasta(as_dna(records), width))
     if not any(seq for _, seq in records):  # no sequence data at all: refused, nothing written
         with pytest.raises(InputError, match=r"ours.fa has \d+ record\(s\) but no sequence data"):
             prepare_file(work / "ours.fa", work / "p", size)
@@ -336,7 +342,7 @@ def test_tiny_blocks_and_batches_give_the_original_outputs(tmp_path_factory, cas
     width = 10**6 if one_line else width
     work = tmp_path_factory.mktemp("tiny")
     (work / "ours.fa").write_text(fasta(records, width))
-    (work / "theirs.fa").write_text(fasta([r for r in records if r[1]], width))
+    (work / "theirs.fa").write_text(fasta(as_dna(records), width))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(seqio, "BLOCK_CHARS", block)
         patch.setattr(prepare, "BATCH_BASES", batch)
@@ -435,3 +441,18 @@ def test_fastq_batches_give_the_same_outputs_and_report_problems_in_file_order(t
     (tmp_path / "bad.fq").write_text("@r1\nACGT\n+\nIIII\n@r2\nMKVL\n+\nIIII\n@r3\nACGT\n+\nII\n")
     with pytest.raises(InputError, match=r"bad.fq: record 'r2' contains 'L' at position 4"):
         prepare_file(tmp_path / "bad.fq", tmp_path / "b", 300)
+
+
+@pytest.mark.parametrize("text,hint", [
+    (">a\nACGTACGT\n@read1\nACGT\n+\nIIII\n", "'@' at position 9, which is not an IUPAC nucleotide code (is a FASTQ record "
+     "inside this FASTA file? give FASTQ records in a FASTQ file of their own)"),
+    (">a\n        1 acgtacgtac gtacgtacgt\n", "'1' at position 1, which is not an IUPAC nucleotide code (digits in a sequence: "
+     "is this a GenBank/EMBL file or a FASTA with numbered lines? give plain FASTA)"),
+    (">a\nMKVL\n", "'L' at position 4, which is not an IUPAC nucleotide code (is this a protein FASTA?)"),
+])
+def test_the_hint_fits_the_character_that_is_not_a_nucleotide(tmp_path, text, hint):
+    (tmp_path / "x.fa").write_text(text)
+    with pytest.raises(InputError) as err:
+        prepare_file(tmp_path / "x.fa", tmp_path / "out", 500)
+    assert str(err.value) == (f"{tmp_path / 'x.fa'}: record 'a' contains {hint}; VirNucPro needs DNA: give nucleotide "
+                              "sequences, or replace unknown letters with N")

@@ -268,6 +268,7 @@ def test_plugin_commands_are_added_and_name_clashes_keep_the_core_command():
         def register_commands(self, cli):
             @cli.command(name="hello")
             def hello():
+                """Say hi to the user."""
                 click.echo("hi")
 
             @cli.command(name="backends")
@@ -285,6 +286,9 @@ def test_plugin_commands_are_added_and_name_clashes_keep_the_core_command():
     assert set(group.commands) == {"hello", "backends"}
     assert group.commands["backends"] is original
     assert "command 'backends' already exists" in str(registry.problems[0])
+    # `virnucpro --help` shows that a plugin added it; the core's own command is unchanged
+    assert group.commands["hello"].get_short_help_str(80) == "[plugin pkg-cmds] Say hi to the user."
+    assert original.short_help is None
 
 
 def test_every_hook_is_documented_with_an_example_and_tested():

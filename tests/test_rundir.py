@@ -59,11 +59,36 @@ def test_second_run_without_flags_refuses_and_loses_nothing(tmp_path):
     with pytest.raises(ConfigError) as err:
         with open_run(out, "prepare", identity(tmp_path)):
             pass
-    assert str(err.value) == (
-        f"{out} already holds a prepare run (stages done: prepare); use --resume to continue it, "
-        "--force-resume to start over, or choose another -o"
-    )
+    assert str(err.value) == f"{out} already holds a finished prepare run; pass --force to replace its outputs, or choose another -o"
     assert (out / "prepare.txt").read_text() == before
+
+
+def test_an_unfinished_run_names_resume_and_force_resume(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        with open_run(out, "predict", identity(tmp_path)) as run:
+            run.run_stage(make_stage(out, "prepare", []))
+            run.run_stage(make_stage(out, "embed", [], fail=True))
+    with pytest.raises(ConfigError) as err:
+        with open_run(out, "predict", identity(tmp_path)):
+            pass
+    assert str(err.value) == (
+        f"{out} already holds an unfinished predict run (stages done: prepare); use --resume to continue it, "
+        "--force-resume to discard it and start over, or choose another -o"
+    )
+
+
+def test_force_replaces_a_finished_run_and_keeps_other_files(tmp_path):
+    out = tmp_path / "run"
+    calls: list[str] = []
+    with open_run(out, "prepare", identity(tmp_path)) as run:
+        run.run_stage(make_stage(out, "prepare", calls))
+    (out / "notes.txt").write_text("mine")
+    with open_run(out, "prepare", identity(tmp_path, chunk_size=300), force=True) as run:
+        assert not (out / "prepare.txt").exists()
+        run.run_stage(make_stage(out, "prepare", calls))
+    assert calls == ["prepare", "prepare"] and (out / "notes.txt").read_text() == "mine"
+    assert json.loads((out / "run.json").read_text())["identity"]["parameters"] == {"chunk_size": 300}
 
 
 def test_resume_skips_finished_stages_and_redoes_failed_ones(tmp_path):
@@ -217,3 +242,22 @@ def test_temporaries_of_a_killed_run_are_removed_when_the_directory_is_opened_ag
         pass
     assert not any(path.exists() for path in stale)
     assert (out / "prepare.txt").read_text() == "prepare"
+
+
+def test_force_with_resume_resumes_and_a_foreign_folders_part_files_are_kept(tmp_path):
+    """The interrupted line repeats the user's flags with --resume: --force must not then discard the run.
+    And a folder without run.json is not a run: its `.x.part` files are not a killed run's temporaries."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".draft.part").write_text("the user's")
+    calls: list[str] = []
+    with pytest.raises(RuntimeError):
+        with open_run(out, "predict", identity(tmp_path), force=True) as run:
+            run.run_stage(make_stage(out, "prepare", calls))
+            run.run_stage(make_stage(out, "embed", calls, fail=True))
+    assert (out / ".draft.part").read_text() == "the user's"
+    with open_run(out, "predict", identity(tmp_path), force=True, resume=True) as run:
+        assert run.resumed
+        run.run_stage(make_stage(out, "prepare", calls))
+        run.run_stage(make_stage(out, "embed", calls))
+    assert calls == ["prepare", "embed", "embed"]

@@ -31,14 +31,14 @@ def test_statistics_and_warnings(tmp_path):
     report = validate_file(tmp_path / "x.fq")
     assert report.usable and report.format == "fastq"
     assert (report.records, report.total_bases, report.min_length, report.max_length, report.mean_length) == (3, 14, 4, 10, 7.0)
-    assert report.ambiguous_bases == 7 and report.ambiguous_fraction == 0.5
+    assert report.ambiguous_bases == 6 and report.ambiguous_fraction == 6 / 14  # u of the RNA read r2 is read as t
     assert report.lowercase_fraction == 4 / 14
     assert report.empty_records == ["r3"] and report.empty_count == 1
     assert report.short_records == 2
     text = "\n".join(report.warnings)
-    assert "contains U (RNA)" in text
+    assert "1 record(s) hold U and no T (RNA); U is read as T" in text
     assert "1 empty record(s), e.g. 'r3': prepare skips them" in text
-    assert "50.0% of bases are not A/C/G/T" in text
+    assert "42.9% of bases are not A/C/G/T" in text
     assert "2 sequence(s) shorter than 300 bp become one short chunk each" in text
 
 

@@ -338,12 +338,14 @@ def save_mlp(
     *,
     source: Path | str | None = None,
     source_sha256: str | None = None,
+    warning: str | None = None,
 ) -> tuple[Path, Path]:
     """Write ``model`` as ``<stem>.safetensors`` + ``<stem>.json``; return both paths.
 
     The JSON records the sizes, the labels, the SHA-256 of the safetensors file (so a
     mismatched pair is detected) and the file it was converted from with its SHA-256.
-    Both files are written atomically, the safetensors first.
+    Both files are written atomically, the safetensors first. ``warning`` (the tiny-model
+    label) is kept in the JSON.
     """
     from safetensors.torch import save_file
 
@@ -370,9 +372,23 @@ def save_mlp(
     if source is not None:
         source = Path(source)
         doc["source"] = {"file": source.name, "sha256": source_sha256 or sha256_file(source)}
+    if warning:  # a tiny random MLP stays labelled after conversion (`classify` repeats it)
+        doc["warning"] = warning
     json_path = config_path_for(path)
     write_json_atomic(json_path, doc)
     return path, json_path
+
+
+def mlp_warning(path: Path | str) -> str | None:
+    """The ``warning`` a converted MLP's JSON carries (set for a tiny random MLP), or None."""
+    path = Path(path)
+    if path.suffix not in (".safetensors", ".json"):
+        return None
+    try:
+        value = json.loads(config_path_for(path).read_text(encoding="utf-8")).get("warning")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value else None
 
 
 def _read_config(json_path: Path, weights: Path) -> MLPConfig:

@@ -22,6 +22,7 @@ from virnucpro_core.runtime import RuntimeConfig
 
 if TYPE_CHECKING:
     from virnucpro_core.engine.config import Shard
+    from virnucpro_core.outputs import Outputs
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class PredictRequest:
     backend_specs: tuple[str, ...] = ()
     v1_fallback: bool = False
     progress: bool = True
+    #: ``--force``: replace a finished run's outputs, or write into a folder that is not a run directory
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -233,7 +236,8 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
     counts: dict[str, dict[str, Any]] = {}
     shard_results: dict[str, Any] = {}
 
-    with open_run(outdir, "predict", identity, info=info, resume=runtime.resume, force_resume=runtime.force_resume) as run:
+    with open_run(outdir, "predict", identity, info=info, resume=runtime.resume, force_resume=runtime.force_resume,
+                  force=request.force) as run:
         warning_file = outdir / "WARNING_TINY_MODELS.txt"
         if models.tiny:
             run.manifest["warning"] = TINY_WARNING
@@ -246,7 +250,8 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
             prep.mkdir(parents=True, exist_ok=True)
             result = prepare_file(request.input_path, prep, request.chunk_size, progress=request.progress)
             return {"sequences": result.sequences, "bases": result.bases, "chunks": result.chunks,
-                    "frames": result.frames, "empty_skipped": result.empty_skipped}
+                    "frames": result.frames, "empty_skipped": result.empty_skipped,
+                    **({"rna_records": result.rna_records} if result.rna_records else {})}  # U read as T
 
         counts["prepare"] = dict(run.run_stage(Stage("prepare", prepared, do_prepare)))
         frames = counts["prepare"]["frames"]
@@ -317,6 +322,21 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
         run.manifest["counts"] = counts
         shutil.rmtree(run.checkpoints, ignore_errors=True)  # every stage is done; parts were merged
     return PredictSummary(outdir, backends.architecture(), counts, time.monotonic() - start, models.tiny, run.resumed)
+
+
+def predict_outputs(input_path: str, outdir: Path, chunk_size: int) -> "Outputs":
+    """Every name a predict run writes in ``outdir`` (and the checkpoint folder it deletes),
+    for the check that none of them is an input (:mod:`virnucpro_core.outputs`)."""
+    from virnucpro_core.outputs import Outputs
+    from virnucpro_core.prepare import output_paths
+    from virnucpro_core.rundir import CHECKPOINTS, LOCK, MANIFEST
+
+    outdir = Path(outdir)
+    names = (MANIFEST, LOCK, "WARNING_TINY_MODELS.txt", "embeddings/nucleotide.h5", "embeddings/protein.h5",
+             "prediction_results.txt", "prediction_results_highestscore.csv", "sequence_summary.tsv",
+             "viral_sequences.fa", "shard.json")
+    return Outputs(files=(*output_paths(input_path, outdir / "prepare", chunk_size), *(outdir / n for n in names)),
+                   folders=(outdir / CHECKPOINTS,))
 
 
 def _viral_chunks(outdir: Path) -> int:

@@ -50,9 +50,14 @@ from virnucpro_core.seqio import (
     display_name,
     first_non_nucleotide,
     format_fasta_joined,
+    has_t_u,
     input_stem,
     is_binary_character,
     is_plain_sequence,
+    mixed_t_u_error,
+    not_nucleotide_hint,
+    rna_as_dna,
+    rna_warning,
     record_ids,
     sequence_from_lines,
 )
@@ -79,6 +84,8 @@ class PrepareResult:
     chunks: int
     frames: int
     empty_skipped: int
+    #: records with U and no T, read as DNA (U as T)
+    rna_records: int = 0
 
 
 def output_paths(input: str | Path, outdir: Path, chunk_size: int) -> tuple[Path, Path, Path, Path]:
@@ -160,7 +167,10 @@ def prepare_file(input: str | Path, outdir: Path, chunk_size: int = 500, *, prog
     if emitter.empty_skipped:
         log.warning("%s: skipped %d empty record(s) (length 0); they are listed in %s with 0 chunks",
                     name, emitter.empty_skipped, paths[3].name)
-    return PrepareResult(*paths, emitter.sequences, emitter.bases, emitter.chunks, emitter.frames, emitter.empty_skipped)
+    if checker.rna_records:
+        log.warning(rna_warning(name, checker.rna_records))
+    return PrepareResult(*paths, emitter.sequences, emitter.bases, emitter.chunks, emitter.frames, emitter.empty_skipped,
+                         checker.rna_records)
 
 
 def _no_sequence(name: str, records: int) -> InputError:
@@ -244,7 +254,8 @@ class _Checker:
 
     Takes the text a block at a time (a record's sequence may span blocks); raw
     sequence text may still hold newlines (FASTA) or not (FASTQ). IDs are remembered to
-    refuse duplicates.
+    refuse duplicates. Records with U are counted (RNA) and a record with both T and U
+    is refused; whether the open record has shown T or U is carried across blocks.
     """
 
     def __init__(self, name: str):
@@ -254,11 +265,15 @@ class _Checker:
         self.open_id: str | None = None  # the record that text without a header continues
         self.previous_id: str | None = None  # the record before it
         self.open_length = 0
+        self.open_t = self.open_u = False  # letters the open record has shown so far
+        self.rna_records = 0
 
     def block(self, head: str, titles: list[str], bodies: list[str]) -> tuple[int, list[str], list[int]]:
         """Check a block; return the bases ``head`` adds to the open record, and the new records' IDs and lengths."""
-        # Printable titles hold no binary byte; plain sequence text needs no stripping.
-        if is_plain_sequence(head) and is_plain_sequence("".join(bodies)) and "".join(titles).isprintable():
+        # Printable titles hold no binary byte; plain sequence text needs no stripping; RNA goes record by record.
+        text = "".join(bodies)
+        if (is_plain_sequence(head) and is_plain_sequence(text) and "".join(titles).isprintable()
+                and not self.open_u and not has_t_u(head)[1] and not has_t_u(text)[1]):
             ids = record_ids(titles)
             first = self.records + 1
             new = dict(zip(ids, range(first, first + len(ids))))
@@ -271,6 +286,9 @@ class _Checker:
                 if ids:
                     self.previous_id = self.open_id if len(ids) == 1 else ids[-2]
                     self.open_id, self.open_length = ids[-1], lengths[-1]
+                    self.open_t, self.open_u = has_t_u(bodies[-1])[0], False
+                else:
+                    self.open_t = self.open_t or has_t_u(head)[0]
                 return head_length, ids, lengths
         return self._one_by_one(head, titles, bodies)
 
@@ -279,6 +297,7 @@ class _Checker:
         seq = sequence_from_lines(head)
         if seq:
             self._check_letters(self.open_id, seq, self.open_length)
+            self._check_t_u(self.open_id, seq)
         head_length = len(seq)
         self.open_length += head_length
         ids, lengths = [], []
@@ -304,10 +323,20 @@ class _Checker:
             self.seen[record_id] = self.records
             seq = sequence_from_lines(body)
             self._check_letters(record_id, seq, 0)
+            self.open_t = self.open_u = False
+            self._check_t_u(record_id, seq)
             self.previous_id, self.open_id, self.open_length = self.open_id, record_id, len(seq)
             ids.append(record_id)
             lengths.append(len(seq))
         return head_length, ids, lengths
+
+    def _check_t_u(self, record_id: str | None, seq: str) -> None:
+        has_t, has_u = has_t_u(seq)
+        if has_u and not self.open_u:
+            self.rna_records += 1
+        self.open_t, self.open_u = self.open_t or has_t, self.open_u or has_u
+        if self.open_t and self.open_u:
+            raise mixed_t_u_error(self.name, record_id)
 
     def _check_letters(self, record_id: str | None, seq: str, offset: int) -> None:
         bad = first_non_nucleotide(seq)
@@ -322,7 +351,7 @@ class _Checker:
             )
         raise InputError(
             f"{self.name}: record '{record_id}' contains {describe_bad_character(ch)} at position {pos + 1}, "
-            "which is not an IUPAC nucleotide code (is this a protein FASTA?); "
+            f"which is not an IUPAC nucleotide code ({not_nucleotide_hint(ch)}); "
             "VirNucPro needs DNA: give nucleotide sequences, or replace unknown letters with N"
         )
 
@@ -472,7 +501,7 @@ class _Emitter:
             ids, seqs = self._ids, self._seqs
             self._ids, self._seqs = [], []
             self._pending = 0
-            joined = "".join(seqs)
+            joined = rna_as_dna("".join(seqs))  # RNA records: U read as T (mixed ones were refused in the check)
             lengths = list(map(len, seqs))
             self.chunk_out.write(format_fasta_joined(ids, joined, lengths))
             nucleotide, protein, frames = identified_fasta(ids, joined.upper(), lengths)

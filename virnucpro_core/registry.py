@@ -217,7 +217,8 @@ class Registry:
         return self._formats
 
     def register_commands(self, cli: Any) -> None:
-        """Let plugins add subcommands; a name clash keeps the existing command."""
+        """Let plugins add subcommands; a name clash keeps the existing command. A plugin's
+        command is listed by ``virnucpro --help`` as ``[plugin PACKAGE] ...``."""
         for impl in self.pm.hook.register_commands.get_hookimpls():
             info = self.plugins.get(impl.plugin_name, PluginInfo(impl.plugin_name, "", ""))
             before = dict(cli.commands)
@@ -232,6 +233,9 @@ class Registry:
                 if cli.commands.get(name) is not command:
                     cli.commands[name] = command
                     self._problem(info, f"command {name!r} already exists; the plugin's version is ignored")
+            for name in set(cli.commands) - set(before):  # `virnucpro --help` says which plugin added it
+                command = cli.commands[name]
+                command.short_help = f"[plugin {info.package or info.name}] {command.get_short_help_str(limit=45)}"
 
     # -- typed queries -----------------------------------------------------------
 

@@ -5,7 +5,7 @@ The filesystem is the truth. A stage counts as done only when the manifest says 
 The manifest fingerprints what determines the results (inputs by size and checksum,
 parameters, backends, models, precision); ``--resume`` continues only a run whose
 fingerprint matches and names what differs otherwise; ``--force-resume`` discards
-the previous run's outputs and starts again.
+an unfinished run and starts again, ``--force`` replaces a finished one.
 """
 
 from __future__ import annotations
@@ -150,6 +150,8 @@ class Run:
     info: Mapping[str, Any] = field(default_factory=dict)
     resume: bool = False
     force_resume: bool = False
+    #: ``--force``: replace a finished run's outputs (``--force-resume`` discards an unfinished one)
+    force: bool = False
     manifest: dict[str, Any] = field(default_factory=dict)
     resumed: bool = False
     #: once a stage runs, every later stage runs too (its inputs may have changed)
@@ -167,8 +169,9 @@ class Run:
         remove_stale_temporaries(self.outdir, ("**/.*.part", "**/.virnucpro-stdin-*.spool"))
 
     def open(self) -> None:
-        self._remove_stale_temporaries()
         previous = self._read_manifest()
+        if previous is not None:  # only a run directory has a killed run's temporaries; another folder's files are not ours
+            self._remove_stale_temporaries()
         new_print = fingerprint(self.identity)
         if previous is not None and not self.resume and not any(
             stage.get("status") == "done" for stage in previous.get("stages", {}).values()
@@ -177,8 +180,8 @@ class Run:
             self._discard(previous)
             previous = None
         if previous is not None:
-            if self.force_resume:
-                log.info("--force-resume: discarding the previous run in %s", self.outdir)
+            if self.force_resume or (self.force and not self.resume):  # `--force --resume` (the interrupted line) resumes
+                log.info("%s: discarding the previous run in %s", "--force" if self.force else "--force-resume", self.outdir)
                 self._discard(previous)
                 previous = None
             elif self.resume:
@@ -196,10 +199,14 @@ class Run:
                 self.resumed = True
             else:
                 done = [n for n, s in previous.get("stages", {}).items() if s.get("status") == "done"]
+                command = previous.get("command", "virnucpro")
+                if previous.get("status") == "done":
+                    raise ConfigError(f"{self.outdir} already holds a finished {command} run; "
+                                      "pass --force to replace its outputs, or choose another -o")
                 raise ConfigError(
-                    f"{self.outdir} already holds a {previous.get('command', 'virnucpro')} run"
+                    f"{self.outdir} already holds an unfinished {command} run"
                     f" (stages done: {', '.join(done) or 'none'}); use --resume to continue it, "
-                    "--force-resume to start over, or choose another -o"
+                    "--force-resume to discard it and start over, or choose another -o"
                 )
         elif self.resume:
             log.info("--resume: no previous run in %s, starting a new one", self.outdir)
@@ -299,6 +306,7 @@ def open_run(
     info: Mapping[str, Any] | None = None,
     resume: bool = False,
     force_resume: bool = False,
+    force: bool = False,
 ) -> Iterator[Run]:
     """Create/lock ``outdir`` and yield a :class:`Run`; the manifest records failure too."""
     outdir = Path(outdir).resolve()
@@ -307,7 +315,7 @@ def open_run(
     except OSError as exc:
         raise VirnucproError(f"{outdir}: cannot create the output directory ({exc.strerror})") from None
     with run_lock(outdir):
-        run = Run(outdir, command, identity, dict(info or {}), resume=resume, force_resume=force_resume)
+        run = Run(outdir, command, identity, dict(info or {}), resume=resume, force_resume=force_resume, force=force)
         run.open()
         try:
             yield run

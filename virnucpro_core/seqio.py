@@ -597,6 +597,44 @@ _IUPAC_SET = frozenset(_IUPAC_BYTES)
 _PLAIN_BYTES = _IUPAC_BYTES + b"\n"
 
 
+_RNA_TO_DNA = str.maketrans("Uu", "Tt")
+
+
+def has_t_u(seq: str) -> tuple[bool, bool]:
+    """Whether ``seq`` holds T and whether it holds U (either case), at C speed."""
+    return ("T" in seq or "t" in seq), ("U" in seq or "u" in seq)
+
+
+def rna_as_dna(seq: str) -> str:
+    """``seq`` with U read as T (case kept): an RNA record gives the results of its DNA.
+    Only records without T reach here with U (:func:`mixed_t_u_error` refuses the others)."""
+    return seq.translate(_RNA_TO_DNA) if "U" in seq or "u" in seq else seq
+
+
+def mixed_t_u_error(name: str, record_id: str | None) -> InputError:
+    """The error for a record holding both T and U: neither DNA nor RNA, so no reading is safe."""
+    return InputError(f"{name}: record '{record_id}' holds both T and U; U is read as T only in a record without T (RNA): "
+                      "fix that record (e.g. replace its U with T) and run again")
+
+
+def rna_warning(name: str, records: int) -> str:
+    """The one warning for RNA input."""
+    return f"{name}: {records} record(s) hold U and no T (RNA); U is read as T, so they give the results of their DNA"
+
+
+def not_nucleotide_hint(ch: str) -> str:
+    """What a character outside the nucleotide codes most likely means, for the error's hint:
+    a letter suggests a protein file, a digit a GenBank/EMBL flat file or numbered lines,
+    ``@``/``+`` a FASTQ record pasted into a FASTA file."""
+    if ch.isdigit():
+        return "digits in a sequence: is this a GenBank/EMBL file or a FASTA with numbered lines? give plain FASTA"
+    if ch in "@+":
+        return "is a FASTQ record inside this FASTA file? give FASTQ records in a FASTQ file of their own"
+    if ch.isalpha() or ch == "*":
+        return "is this a protein FASTA?"
+    return "give only nucleotide letters in sequence lines"
+
+
 def is_binary_character(ch: str) -> bool:
     """Control characters other than tab/CR/LF, and undecodable bytes, mean the input is not text."""
     return _BINARY.match(ch) is not None

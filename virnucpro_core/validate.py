@@ -19,7 +19,11 @@ from virnucpro_core.seqio import (
     describe_bad_character,
     display_name,
     first_non_nucleotide,
+    has_t_u,
     is_binary_character,
+    mixed_t_u_error,
+    not_nucleotide_hint,
+    rna_warning,
 )
 
 #: How many IDs a report lists per kind (counts are always complete).
@@ -102,8 +106,10 @@ def validate_file(path: str | Path) -> ValidationReport:
     non_nuc: list[str] = []
     non_nuc_count = 0
     first_bad: str | None = None
+    first_hint = "is this a protein FASTA?"
     empty_id = 0
-    has_u = False
+    rna = 0
+    mixed: str | None = None
     try:
         with RecordStream(path) as stream:
             fmt, compression = stream.format, stream.compression
@@ -135,6 +141,7 @@ def validate_file(path: str | Path) -> ValidationReport:
                         pos, ch = bad
                         kind = "binary data" if is_binary_character(ch) else "not an IUPAC nucleotide code"
                         first_bad = f"record '{record.id}' has {describe_bad_character(ch)} at position {pos + 1} ({kind})"
+                        first_hint = not_nucleotide_hint(ch)
                     continue
                 total += n
                 min_len = n if min_len is None else min(min_len, n)
@@ -142,19 +149,24 @@ def validate_file(path: str | Path) -> ValidationReport:
                 if n < SHORTEST_MODEL_CHUNK:
                     short += 1
                 data = record.seq.encode("ascii")
-                ambiguous += len(data.translate(None, b"ACGTacgt"))
+                has_t, has_u = has_t_u(record.seq)
+                rna += has_u and not has_t
+                if has_t and has_u and mixed is None:
+                    mixed = record.id
+                ambiguous += len(data.translate(None, b"ACGTUacgtu" if has_u and not has_t else b"ACGTacgt"))
                 lower += n - len(data.translate(None, _LOWER))
-                has_u = has_u or b"U" in data or b"u" in data
     except InputError as exc:
         problems.append(str(exc))
-    if has_u:
-        warnings.append("contains U (RNA): U is not translated, codons containing it are dropped; convert U to T first")
+    if mixed is not None:
+        problems.append(str(mixed_t_u_error(name, mixed)).removeprefix(f"{name}: "))
+    elif rna:
+        warnings.append(rna_warning(name, rna).removeprefix(f"{name}: "))
     if dup_count:
         problems.append(f"{dup_count} duplicate record ID(s), e.g. {_ids(duplicates)}: chunk IDs would be ambiguous; make IDs unique")
     if non_nuc_count:
         problems.append(
             f"{non_nuc_count} record(s) are not nucleotide sequences ({first_bad}); "
-            "VirNucPro needs DNA (is this a protein FASTA?)"
+            f"VirNucPro needs DNA ({first_hint})"
         )
     if records == 0 and not problems:
         problems.append(f"{name} contains no records")
@@ -201,3 +213,64 @@ def validate_file(path: str | Path) -> ValidationReport:
         problems=problems,
         warnings=warnings,
     )
+
+
+#: Residues a record needs before its letters say anything about what it is.
+MODALITY_MIN_LENGTH = 20
+_NUCLEOTIDE_LETTERS = b"ACGTUNacgtun"
+
+
+@dataclass(frozen=True)
+class EmbedInput:
+    """What :func:`check_embed_input` found in an ``embed`` input: records, and how many
+    look like nucleotides although the backend embeds proteins (a warning only)."""
+
+    records: int
+    nucleotide_like: int = 0
+
+
+def check_embed_input(path: str | Path, modality: str, backend_key: str) -> EmbedInput:
+    """Refuse what ``embed`` cannot embed, as ``predict`` does for its input, before any model loads.
+
+    One line each for: an empty file or one without records, a duplicated ID (rows are
+    looked up by ID), a letter that is no nucleotide code given to a nucleotide backend.
+    For a protein backend only a file whose every record of 20 or more residues is made
+    of A, C, G, T/U and N is refused (DNA given by mistake); a few such records among
+    proteins are ambiguous (``ACGT`` is also alanine, cysteine, glycine, threonine) and
+    come back in ``nucleotide_like`` for a warning.
+    """
+    name = display_name(path)
+    seen: dict[str, int] = {}
+    records = nucleotide_like = long_records = 0
+    first_like: str | None = None
+    with RecordStream(path) as stream:
+        if stream.empty or stream.format is None:
+            raise InputError(f"{name} has no records; give a FASTA file with at least one sequence to embed")
+        for record in stream:
+            records += 1
+            previous = seen.setdefault(record.id, records)
+            if previous != records:
+                raise InputError(f"{name}: record ID '{record.id}' occurs twice (records {previous} and {records}); "
+                                 "embeddings are looked up by ID, so make the IDs unique (e.g. `seqkit rename`) and run again")
+            if modality == "nucleotide":
+                bad = first_non_nucleotide(record.seq)
+                if bad is not None:
+                    pos, ch = bad
+                    raise InputError(
+                        f"{name}: record '{record.id}' has {describe_bad_character(ch)} at position {pos + 1}, which is not "
+                        f"a nucleotide code, but {backend_key} embeds nucleotides ({not_nucleotide_hint(ch)}); give nucleotide "
+                        "sequences (prepare's *_identified_nucleotide.fa) or choose a protein backend"
+                    )
+            elif len(record.seq) >= MODALITY_MIN_LENGTH:
+                long_records += 1
+                if not record.seq.encode("ascii", "replace").translate(None, _NUCLEOTIDE_LETTERS):
+                    nucleotide_like += 1
+                    first_like = first_like or record.id
+    if records == 0:
+        raise InputError(f"{name} has no records; give a FASTA file with at least one sequence to embed")
+    if long_records and nucleotide_like == long_records:
+        raise InputError(
+            f"{name}: every record looks like DNA (only A, C, G, T/U, N; e.g. '{first_like}'), but {backend_key} embeds "
+            "proteins; give protein sequences (prepare's *_identified_protein.faa) or choose a nucleotide backend"
+        )
+    return EmbedInput(records, nucleotide_like)

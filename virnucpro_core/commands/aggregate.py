@@ -41,17 +41,25 @@ def aggregate(shard_dirs: tuple[Path, ...], output: Path, format_name: str | Non
     from virnucpro_core.engine.shards import aggregate_embed, check_shards
     from virnucpro_core.errors import ConfigError
     from virnucpro_core.logs import setup_logging
+    from virnucpro_core.outputs import Outputs, refuse_inputs_as_outputs
     from virnucpro_core.registry import get_registry
 
+    # the output may be a run directory (predict shards): it is checked below as a directory or a file
+    refuse_inputs_as_outputs(Outputs(files=(output, *((log_file,) if log_file else ()))), shard_dirs, regular=False)
     setup_logging(verbose, quiet, log_file)
     shards = check_shards(list(shard_dirs))
     kind = shards[0].kind
-    if output.exists() and (output.is_file() or any(output.iterdir())):
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise ConfigError(f"{output} exists; choose another -o (aggregate never overwrites)")
     if kind == "embed":
         fmt = get_registry().format_for_path(output, format_name)
         output.parent.mkdir(parents=True, exist_ok=True)
         written = aggregate_embed(shards, output, fmt)
+        warning = shards[0].extra.get("warning")
+        if warning:  # tiny random models: the joined file says so, as a single `embed` would
+            from virnucpro_core.pipeline import label_tiny
+
+            label_tiny(output, fmt.name)
         click.echo(f"{written} sequences from {len(shards)} shards -> {output} ({fmt.name})")
         return
     _aggregate_predict(shards, output, device, threads, quiet, verbose)

@@ -20,9 +20,10 @@ log = logging.getLogger(__name__)
 @click.option("--nucleotide-format", default=None, help="Format of --nucleotide [from its suffix].")
 @click.option("--protein-format", default=None, help="Format of --protein [from its suffix].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--force", is_flag=True, help="Replace result files already in OUTDIR (refused otherwise).")
 @logging_options
 def classify(nucleotide: Path, protein: Path, mlp: Path, outdir: Path, nucleotide_format: str | None, protein_format: str | None,
-             device: str, verbose: int, quiet: bool, log_file: Path | None) -> None:
+             device: str, force: bool, verbose: int, quiet: bool, log_file: Path | None) -> None:
     """Merge embeddings by ID, score each frame with the MLP, write the original result files.
 
     \b
@@ -30,15 +31,24 @@ def classify(nucleotide: Path, protein: Path, mlp: Path, outdir: Path, nucleotid
       OUTDIR/prediction_results_highestscore.csv  per chunk: Modified_ID, Is_Virus (tab-separated)
 
     IDs present in only one file are counted and reported, never silently dropped.
+    Result files already in OUTDIR are refused unless --force.
 
     \b
     Example (the original tool's own .pt files work too):
       virnucpro classify --nucleotide output_1_DNABERT_S.pt --protein output_1_ESM.pt --mlp 500_model.pth -o results/
     """
-    from virnucpro_core.classify import classify_embeddings
+    from virnucpro_core.classify import CONSENSUS, PREDICTIONS, classify_embeddings
     from virnucpro_core.devices import resolve_device
     from virnucpro_core.logs import setup_logging
+    from virnucpro_core.outputs import Outputs, refuse_existing, refuse_inputs_as_outputs, refuse_not_directory
 
+    results = (outdir / PREDICTIONS, outdir / CONSENSUS)
+    inputs = (nucleotide, protein, mlp, mlp.with_suffix(".json"))
+    refuse_inputs_as_outputs(Outputs(files=(log_file,) if log_file else ()), inputs, option="--log-file", regular=False)
+    refuse_not_directory(outdir)
+    refuse_inputs_as_outputs(Outputs(files=results), inputs)
+    for path in results:
+        refuse_existing(path, force=force)
     setup_logging(verbose, quiet, log_file)
     warning = tiny_warning(mlp, nucleotide, protein)
     if warning:
@@ -53,13 +63,17 @@ def classify(nucleotide: Path, protein: Path, mlp: Path, outdir: Path, nucleotid
 
 
 def tiny_warning(mlp: Path, *embeddings: Path) -> str | None:
-    """The tiny-model warning when the MLP comes from an init-tiny set or an input says so."""
+    """The tiny-model warning when the MLP comes from an init-tiny set (or was converted from
+    one) or an input says so."""
+    from virnucpro_core.classifier import mlp_warning
     from virnucpro_core.formats.hdf5 import read_warning
     from virnucpro_core.modelset import in_tiny_set
     from virnucpro_core.pipeline import TINY_WARNING
 
     if in_tiny_set(mlp):
         return TINY_WARNING
+    if found := mlp_warning(mlp):  # a tiny MLP converted by `models import-mlp`
+        return found
     for path in embeddings:
         if path.suffix.lower() in (".h5", ".hdf5") and (found := read_warning(path)):
             return found

@@ -36,7 +36,7 @@ device_options = _stack(
 
 resume_options = _stack(
     click.option("--resume", is_flag=True, help="Continue the run in OUTDIR; refuses if inputs or settings differ."),
-    click.option("--force-resume", is_flag=True, help="Discard the run in OUTDIR (its outputs and checkpoints) and start over."),
+    click.option("--force-resume", is_flag=True, help="Discard an unfinished run in OUTDIR (its checkpoints and outputs) and start over (--force replaces a finished one)."),
     click.option("--checkpoint-every", type=int, default=None, help="Sequences per embedding checkpoint part [10000, the original's file size, which keeps its ESM-2 batches]."),
     click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TOML file with a [runtime] table (device, precision, batch_tokens, ...); flags override it."),
 )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from virnucpro_core.errors import ConfigError, InputError
+from virnucpro_core.errors import InputError
 
 if TYPE_CHECKING:
     from virnucpro_core.registry import Registry
@@ -52,9 +52,11 @@ def convert_embeddings(
         from virnucpro_core.registry import get_registry
 
         registry = get_registry()
+    from virnucpro_core.outputs import Outputs, refuse_existing, refuse_inputs_as_outputs
+
     src, dst = Path(src), Path(dst)
-    if dst.exists() and not force:
-        raise ConfigError(f"{dst} exists; choose another OUT or pass --force to replace it")
+    refuse_inputs_as_outputs(Outputs(files=(dst,)), (src,), option="OUT")
+    refuse_existing(dst, force=force, option="OUT")
     reader_fmt = _format(registry, src, src_format, "--from")
     writer_fmt = _format(registry, dst, dst_format, "--to")
     rows = 0

@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from virnucpro_core.commands.common import device_options, logging_options, parallel_options
+
+if TYPE_CHECKING:
+    from virnucpro_core.outputs import Outputs
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +29,14 @@ log = logging.getLogger(__name__)
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=None, help="Sequences per checkpoint part [10000, the original's file size, which keeps its ESM-2 batches].")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TOML file with a [runtime] table (device, devices, precision, batch_tokens, ...); flags override it.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint parts of an interrupted run (OUTPUT.parts/).")
-@click.option("--force-resume", is_flag=True, help="Discard OUTPUT and its checkpoint parts and start over.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists (refused otherwise).")
+@click.option("--force-resume", is_flag=True, help="Discard the checkpoint parts of an interrupted run (OUTPUT.parts/) and start over.")
 @device_options
 @parallel_options
 @logging_options
 def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, models_dir: Path | None, revision: str | None,
           format_name: str | None, max_length: int | None, checkpoint_every: int | None, config_file: Path | None, resume: bool,
-          force_resume: bool, verbose: int, quiet: bool, log_file: Path | None, shard: str | None, **runtime_flags) -> None:
+          force: bool, force_resume: bool, verbose: int, quiet: bool, log_file: Path | None, shard: str | None, **runtime_flags) -> None:
     """Embed every sequence of INPUT (FASTA) and write one row per sequence, in input order.
 
     The HDF5 output has datasets `ids` (UTF-8) and `embeddings` (float32, N x dim) and
@@ -49,6 +54,7 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
       virnucpro embed seqs.fa --backend kmer=v1 --devices cpu,cpu --threads 1 -o k.h5
       virnucpro embed proteins.faa --backend esm2=v1 --models-dir ~/virnucpro-models -o p.h5
       virnucpro embed proteins.faa --backend esm2=v1 -o p.h5 --resume           # after an interruption
+      virnucpro embed proteins.faa --backend esm2=v1 -o p.h5 --force            # replace a finished p.h5
       virnucpro embed proteins.faa --backend esm2=v1 --shard 0/4 -o shards/0    # array job 0 of 4, then:
       virnucpro aggregate shards/0 shards/1 shards/2 shards/3 -o p.h5
       torchrun --nproc-per-node 4 -m virnucpro_core embed proteins.faa --backend esm2=v1 -o p.h5
@@ -59,25 +65,41 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
     from virnucpro_core.engine.distributed import context_from_env, follow
     from virnucpro_core.engine.stop import graceful_stop
     from virnucpro_core.logs import setup_logging
+    from virnucpro_core.outputs import Outputs, refuse_inputs_as_outputs
 
+    dist = context_from_env()
+    if dist is None or dist.is_driver:  # before anything is written, the log file included
+        inputs = (input_path, model, models_dir)
+        refuse_inputs_as_outputs(Outputs(files=(log_file,) if log_file else ()), inputs, option="--log-file", regular=False)
+        refuse_inputs_as_outputs(embed_outputs(output, sharded=shard is not None), inputs)
     setup_logging(verbose, quiet, log_file)
     runtime = runtime_from_options(dict(runtime_flags, checkpoint_every=checkpoint_every, resume=resume,
                                         force_resume=force_resume, config_file=config_file))
     runtime.apply_threads()
-    dist = context_from_env()
     with graceful_stop():
         if dist is not None and not dist.is_driver:
             follow(dist)  # rank 0 checks, plans and assembles; this rank computes its share
             return
-        _embed(input_path, output, backend_spec, model, models_dir, revision, format_name, max_length, runtime, shard, quiet, verbose)
+        _embed(input_path, output, backend_spec, model, models_dir, revision, format_name, max_length, runtime, shard, quiet, verbose,
+               force)
     if dist is not None:
         from virnucpro_core.engine.distributed import release
 
         release(dist)
 
 
+def embed_outputs(output: Path, *, sharded: bool) -> "Outputs":
+    """What ``embed -o OUTPUT`` writes: the file (or, with --shard, the shard directory's
+    manifest) and the checkpoint folder it deletes once done."""
+    from virnucpro_core.outputs import Outputs
+
+    if sharded:
+        return Outputs(files=(output / "shard.json", output / ".virnucpro.lock"), folders=(output / "parts",))
+    return Outputs(files=(output, output.with_name(f".{output.name}.lock")), folders=(output.with_name(output.name + ".parts"),))
+
+
 def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None, models_dir: Path | None, revision: str | None, format_name: str | None,
-           max_length: int | None, runtime, shard_text: str | None, quiet: bool, verbose: int) -> None:
+           max_length: int | None, runtime, shard_text: str | None, quiet: bool, verbose: int, force: bool = False) -> None:
     from virnucpro_core.embedding import embed_fasta
     from virnucpro_core.engine.config import Shard
     from virnucpro_core.engine.parts import finished_parts
@@ -86,6 +108,7 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
     from virnucpro_core.rundir import describe_input, remove_stale_temporaries, run_lock
     from virnucpro_core.pipeline import batch_identity, label_tiny
     from virnucpro_core.selection import parse_backend_options
+    from virnucpro_core.validate import check_embed_input
 
     shard = Shard.parse(shard_text) if shard_text else None
     engine = runtime.engine(shard=shard, log_level=logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO))
@@ -95,6 +118,10 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
     reason = backend.unavailable_reason()
     if reason:
         raise BackendError(f"backend {backend.describe()} cannot run here: {reason}; choose another with --backend (see `virnucpro backends`)")
+    found = check_embed_input(input_path, backend.modality, backend.key)  # bad input: one line, before any model loads
+    if found.nucleotide_like:
+        log.warning("%s: %d of %d records look like DNA (only A, C, G, T/U, N), but %s embeds proteins; "
+                    "check that this is the protein file", input_path, found.nucleotide_like, found.records, backend.key)
     tiny = False
     if model is None:
         from virnucpro_core.modelset import model_from_models_dir
@@ -124,14 +151,13 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
         if parts.exists() and not finished_parts(parts):
             shutil.rmtree(parts)  # a run that computed no part leaves nothing to resume
         done_marker = output / "shard.json" if shard is not None else output
+        if done_marker.exists() and not force:
+            raise ConfigError(f"{done_marker} exists; choose another -o or pass --force to replace it")
+        if done_marker.exists() and shard is not None:  # a finished shard's parts are its output: --force replaces them
+            shutil.rmtree(parts, ignore_errors=True)
+            done_marker.unlink()
         if runtime.force_resume:
             shutil.rmtree(parts, ignore_errors=True)
-            if shard is None:
-                output.unlink(missing_ok=True)
-            else:
-                done_marker.unlink(missing_ok=True)
-        elif done_marker.exists():
-            raise ConfigError(f"{done_marker} exists; choose another -o or pass --force-resume to replace it")
         elif parts.exists() and not runtime.resume:
             raise ConfigError(f"{parts} holds checkpoints of an interrupted run; pass --resume to continue or --force-resume to discard them")
         log.info("backend %s on %s", backend.describe(), ", ".join(engine.devices))
@@ -141,7 +167,9 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
         if shard is not None:
             from virnucpro_core.engine.shards import write_embed_shard
 
-            write_embed_shard(output, shard, identity, result, backend)
+            from virnucpro_core.pipeline import TINY_WARNING
+
+            write_embed_shard(output, shard, identity, result, backend, warning=TINY_WARNING if tiny else None)
         elif tiny:
             label_tiny(output, fmt.name)
     rate = result.sequences / result.seconds if result.seconds > 0 else 0.0

@@ -71,24 +71,41 @@ def models() -> None:
 @click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write OUT.safetensors (+ OUT.json) [default: beside SOURCE].")
-def import_mlp(source: Path, output: Path | None) -> None:
+@click.option("--force", is_flag=True, help="Replace OUT.safetensors and OUT.json if they exist (refused otherwise).")
+def import_mlp(source: Path, output: Path | None, force: bool) -> None:
     """Convert an original pickled MLP (300_model.pth / 500_model.pth) to safetensors + JSON.
 
     The pickle is read with a restricted unpickler: only the MLP's own classes and
-    tensors are allowed, so nothing in the file can run.
+    tensors are allowed, so nothing in the file can run. Existing output files are
+    refused unless --force.
+
+    \b
+    Example:
+      virnucpro models import-mlp 500_model.pth -o mlp/500_model.safetensors
     """
     from virnucpro_core.classifier import load_original_mlp, save_mlp
+    from virnucpro_core.outputs import Outputs, refuse_existing, refuse_inputs_as_outputs
 
     if not source.is_file():
         raise ModelError(f"MLP file {source} does not exist")
-    model = load_original_mlp(source)
     output = output if output is not None else source.with_suffix(".safetensors")
     if output.suffix != ".safetensors":
         output = output.with_name(output.name + ".safetensors")
+    written = (output, output.with_suffix(".json"))
+    refuse_inputs_as_outputs(Outputs(files=written), (source,))
+    for path in written:
+        refuse_existing(path, force=force)
+    model = load_original_mlp(source)
     output.parent.mkdir(parents=True, exist_ok=True)
-    weights, config = save_mlp(model, output, source=source)
+    from virnucpro_core.modelset import in_tiny_set
+    from virnucpro_core.pipeline import TINY_WARNING
+
+    warning = TINY_WARNING if in_tiny_set(source) else None  # from `models init-tiny`: the label goes with it
+    weights, config = save_mlp(model, output, source=source, warning=warning)
     c = model.config
     click.echo(f"wrote {weights} and {config} (input {c.input_dim}, hidden {c.hidden_dim}, classes {c.num_class})")
+    if warning:
+        click.echo("WARNING: " + warning, err=True)
 
 
 # --------------------------------------------------------------------------- init-tiny
@@ -415,7 +432,7 @@ def _download_into(directory: Path, previous: dict, model_types: tuple[int, ...]
 
 
 @models.command("list")
-@click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--models-dir", "--dir", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help=f"Models directory [default: ${MODELS_ENV}].")
 @click.option("--verify", is_flag=True, help="Recompute SHA-256 of every file and compare with models.json; exit 1 on any problem.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -83,14 +83,33 @@ def chunk_size_from_manifest(outdir: Path) -> int | None:
     return int(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
-def select_top(summary: Path, n: int) -> list:
-    """The ``n`` scored sequences with most viral chunks, ties by best virus score, then input order."""
+#: ``--sort`` keys: what ranks first, then the ties, then input order.
+SORT_KEYS = ("viral-chunks", "viral-fraction", "max-score")
+
+
+def select_top(summary: Path, n: int, sort: str = "viral-chunks") -> list:
+    """The ``n`` scored sequences that rank first by ``sort``, highest first, ties broken in input order.
+
+    ``viral-chunks`` (the default): most viral chunks, then best virus score; it favours
+    long contigs, where a prophage in a host is found. ``viral-fraction``: the largest
+    share of scored chunks viral, then most viral chunks (whole viruses first, long or
+    short). ``max-score``: the best virus score of any frame, then most viral chunks.
+    """
     from virnucpro_core.report import iter_summary
+
+    if sort not in SORT_KEYS:
+        raise ValueError(f"sort must be one of {SORT_KEYS}, got {sort!r}")
+
+    def high(value: float) -> float:
+        return -1.0 if math.isnan(value) else value
 
     def rank(item):
         order, row = item
-        best = -1.0 if math.isnan(row.max_virus_score) else row.max_virus_score
-        return (-row.viral_chunks, -best, order)
+        if sort == "viral-fraction":
+            return (-high(row.viral_fraction), -row.viral_chunks, order)
+        if sort == "max-score":
+            return (-high(row.max_virus_score), -row.viral_chunks, order)
+        return (-row.viral_chunks, -high(row.max_virus_score), order)
 
     scored = ((order, row) for order, row in enumerate(iter_summary(summary)) if row.frames_scored > 0)
     return [row for _, row in heapq.nsmallest(n, scored, key=rank)]
@@ -184,27 +203,43 @@ def build_figure(rows: list, scores: dict[str, list[ChunkScore]], *, chunk_size:
     return fig
 
 
-def write_png(fig, out: Path) -> None:
-    """Save ``fig`` as PNG under ``out``, atomically."""
+def plot_format(out: Path) -> str:
+    """The image format ``out``'s suffix names (png, pdf, svg, ...), refused when matplotlib cannot write it,
+    so that ``-o x.pdf`` never gets PNG bytes."""
+    Figure, FigureCanvasAgg = _import_matplotlib()
+    supported = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix not in supported:
+        raise InputError(f"{out}: cannot tell the image format from {'the suffix .' + suffix if suffix else 'a name without suffix'}; "
+                         f"end -o with one of: {', '.join('.' + k for k in sorted(supported))}")
+    return suffix
+
+
+def write_figure(fig, out: Path) -> None:
+    """Save ``fig`` under ``out`` in the format its suffix names, atomically."""
     from virnucpro_core.atomic import atomic_path
 
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format=plot_format(out), dpi=110)
 
 
 @click.command("plot")
 @click.argument("outdir", type=click.Path(path_type=Path))
-@click.option("--top", "-n", default=5, show_default=True, type=click.IntRange(min=1), help="Sequences to plot.")
+@click.option("--top", "-n", default=5, show_default=True, type=click.IntRange(min=1), help="Sequences to plot: the first N by --sort.")
+@click.option("--sort", type=click.Choice(SORT_KEYS), default="viral-chunks", show_default=True,
+              help="Rank by most viral chunks (then best score; favours long contigs), by viral fraction (then viral "
+                   "chunks), or by best virus score (then viral chunks); ties keep input order.")
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
-    help=f"PNG file to write [default: OUTDIR/{DEFAULT_PNG}].",
+    help=f"Image file to write, in the format its suffix names (.png, .pdf, .svg, ...) [default: OUTDIR/{DEFAULT_PNG}].",
 )
 @click.option(
     "--chunk-size", type=click.IntRange(min=1), default=None,
     help="Chunk size of the run in bp [default: identity.parameters.chunk_size in OUTDIR/run.json; "
     "without either, chunks are placed by number].",
 )
-def plot(outdir: Path, top: int, output: Path | None, chunk_size: int | None) -> None:
+@click.option("--force", is_flag=True, help="Replace the plot file if it exists (refused otherwise).")
+def plot(outdir: Path, top: int, sort: str, output: Path | None, chunk_size: int | None, force: bool) -> None:
     """Plot the call along the top N sequences of a finished run.
 
     Reads OUTDIR/sequence_summary.tsv and OUTDIR/prediction_results.txt. Each panel
@@ -214,21 +249,35 @@ def plot(outdir: Path, top: int, output: Path | None, chunk_size: int | None) ->
     dashed line at 0 are red (virus) and those below blue (others); grey bands are
     chunks without a stop-free frame. Useful for spotting prophages in host contigs.
 
+    The N sequences plotted are those with most viral chunks (ties: best virus score,
+    then input order), which favours long contigs; --sort viral-fraction puts whole
+    viruses first whatever their length, --sort max-score the single best frame.
+    An existing plot file is refused unless --force.
+
     \b
-    Example:
+    Examples:
       virnucpro plot results/ --top 10 -o results/top10.png
+      virnucpro plot results/ --sort viral-fraction -o results/viruses.pdf
     """
     from virnucpro_core.report import PREDICTIONS_NAME, SUMMARY_NAME
 
     if not outdir.is_dir():
         raise InputError(f"{outdir}: no such directory; give the output directory of `virnucpro predict`")
+    if (outdir / "shard.json").is_file() and not (outdir / SUMMARY_NAME).is_file():
+        raise InputError(f"{outdir} is one shard of an array job (it holds shard.json, no results); join the shards with "
+                         "`virnucpro aggregate SHARD_DIR... -o RESULTS` and plot RESULTS")
     _import_matplotlib()  # fail before reading anything when the extra is missing
     if chunk_size is None:
         chunk_size = chunk_size_from_manifest(outdir)
     output = output or outdir / DEFAULT_PNG
     if not output.parent.is_dir():
         raise InputError(f"{output.parent}: no such directory for the plot; create it or choose another -o")
-    rows = select_top(outdir / SUMMARY_NAME, top)
+    from virnucpro_core.outputs import Outputs, refuse_existing, refuse_inputs_as_outputs
+
+    refuse_inputs_as_outputs(Outputs(files=(output,)), (outdir / SUMMARY_NAME, outdir / PREDICTIONS_NAME, outdir / "run.json"))
+    refuse_existing(output, force=force)
+    plot_format(output)  # before any work: -o x.pdf writes PDF, an unknown suffix is refused
+    rows = select_top(outdir / SUMMARY_NAME, top, sort)
     if not rows:
         raise InputError(
             f"{outdir / SUMMARY_NAME}: no sequence has a scored frame, so there is nothing to plot"
@@ -238,5 +287,5 @@ def plot(outdir: Path, top: int, output: Path | None, chunk_size: int | None) ->
     warning = manifest_warning(outdir)
     if warning:  # results of tiny random models say so on the figure too
         fig.suptitle(warning, color=VIRUS_COLOUR, fontsize=11, fontweight="bold")
-    write_png(fig, output)
+    write_figure(fig, output)
     click.echo(f"Wrote {output} ({len(rows)} sequence{'s' if len(rows) != 1 else ''})")

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 @click.option("--dnabert-model", default=None, help="DNABERT-S Hugging Face id or folder [models dir, else zhihan1996/DNABERT-S].")
 @click.option("--dnabert-revision", default=None, help="Pin the DNABERT-S Hugging Face revision (commit) when it is loaded by id.")
 @click.option("--mlp", type=click.Path(dir_okay=False, path_type=Path), default=None, help="MLP file (.pth original or .safetensors) [models dir].")
+@click.option("--force", is_flag=True, help="Replace the outputs of a finished run in OUTDIR, or write into an OUTDIR that is not a run directory (files the run does not own are kept).")
 @click.option("--min-viral-fraction", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True, help="sequence_summary.tsv calls a sequence virus when at least this fraction of its scored chunks is viral.")
 @backend_options
 @device_options
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 @resume_options
 @logging_options
 def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | None, models_dir: Path | None, esm_model: str | None,
-            dnabert_model: str | None, dnabert_revision: str | None, mlp: Path | None, min_viral_fraction: float, backend_specs: tuple[str, ...], v1_fallback: bool,
+            dnabert_model: str | None, dnabert_revision: str | None, mlp: Path | None, force: bool, min_viral_fraction: float, backend_specs: tuple[str, ...], v1_fallback: bool,
             verbose: int, quiet: bool, log_file: Path | None, shard: str | None, **runtime_flags) -> None:
     """Predict which sequences of INPUT are viral.
 
@@ -52,6 +53,7 @@ def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | No
       virnucpro predict contigs.fa -o results --models-dir ~/virnucpro-models
       virnucpro predict reads.fq.gz -o results --model-type 300 --device cuda:1 --precision bf16
       virnucpro predict contigs.fa -o results --resume             # after an interruption (Ctrl-C, SIGTERM, a crash)
+      virnucpro predict contigs.fa -o results --force              # replace a finished run's outputs
       virnucpro predict contigs.fa -o results --gpus 2,3           # one worker on GPU 2, one on GPU 3
       virnucpro predict contigs.fa -o results --parallel           # one worker on every visible GPU
       virnucpro predict contigs.fa -o shard0 --shard 0/2           # array job 0 of 2 (then shard 1/2), then:
@@ -64,11 +66,17 @@ def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | No
     from virnucpro_core.engine.distributed import context_from_env, follow, release
     from virnucpro_core.engine.stop import graceful_stop
     from virnucpro_core.logs import FILE_ONLY, setup_logging
-    from virnucpro_core.pipeline import PredictRequest, run_predict
+    from virnucpro_core.outputs import Outputs, refuse_foreign_directory, refuse_inputs_as_outputs
+    from virnucpro_core.pipeline import PredictRequest, predict_outputs, run_predict
 
+    dist = context_from_env()
+    if dist is None or dist.is_driver:  # before anything is written, the log file included
+        inputs = (input_path, esm_model, dnabert_model, mlp, models_dir)
+        refuse_inputs_as_outputs(Outputs(files=(log_file,) if log_file else ()), inputs, option="--log-file", regular=False)
+        refuse_inputs_as_outputs(predict_outputs(input_path, outdir, chunk_size or int(model_type)), inputs)
+        refuse_foreign_directory(outdir, force=force, ignore=(log_file,))  # --resume too: it starts a run where none is
     setup_logging(verbose, quiet, log_file)
     runtime = runtime_from_options(runtime_flags)
-    dist = context_from_env()
     if dist is not None and not dist.is_driver:
         runtime.apply_threads()
         with graceful_stop():
@@ -88,6 +96,7 @@ def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | No
         backend_specs=tuple(backend_specs),
         v1_fallback=v1_fallback,
         progress=not quiet,
+        force=force,
     )
     shard_spec = Shard.parse(shard) if shard else None
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)

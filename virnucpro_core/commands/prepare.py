@@ -14,9 +14,10 @@ from virnucpro_core.commands.common import logging_options
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output directory (created).")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=500, show_default=True, help="Chunk length in bp; the published models use 300 or 500.")
 @click.option("--resume", is_flag=True, help="Skip the work if OUTDIR already holds this exact prepare run.")
-@click.option("--force-resume", is_flag=True, help="Discard what OUTDIR holds from an earlier run and redo it.")
+@click.option("--force", is_flag=True, help="Replace the outputs of a finished prepare run in OUTDIR.")
+@click.option("--force-resume", is_flag=True, help="Discard an unfinished run in OUTDIR and redo it.")
 @logging_options
-def prepare(input_path: str, outdir: Path, chunk_size: int, resume: bool, force_resume: bool, verbose: int, quiet: bool, log_file: Path | None) -> None:
+def prepare(input_path: str, outdir: Path, chunk_size: int, resume: bool, force: bool, force_resume: bool, verbose: int, quiet: bool, log_file: Path | None) -> None:
     """Cut INPUT into chunks and write the frames the models will see.
 
     INPUT is FASTA or FASTQ, plain or .gz/.bz2/.xz, or - for stdin. Writes, exactly
@@ -34,12 +35,16 @@ def prepare(input_path: str, outdir: Path, chunk_size: int, resume: bool, force_
       virnucpro prepare contigs.fa.gz -o prep/ --chunk-size 300
     """
     from virnucpro_core.logs import setup_logging
+    from virnucpro_core.outputs import Outputs, refuse_inputs_as_outputs, refuse_not_directory
     from virnucpro_core.prepare import output_paths, prepare_file
-    from virnucpro_core.rundir import Stage, describe_input, open_run
+    from virnucpro_core.rundir import LOCK, MANIFEST, Stage, describe_input, open_run
 
+    refuse_inputs_as_outputs(Outputs(files=(log_file,) if log_file else ()), [input_path], option="--log-file", regular=False)
+    refuse_inputs_as_outputs(Outputs(files=(*output_paths(input_path, outdir, chunk_size), outdir / MANIFEST, outdir / LOCK)), [input_path])
+    refuse_not_directory(outdir)
     setup_logging(verbose, quiet, log_file)
     identity = {"inputs": [describe_input(input_path)], "parameters": {"chunk_size": chunk_size}}
-    with open_run(outdir, "prepare", identity, resume=resume, force_resume=force_resume) as run:
+    with open_run(outdir, "prepare", identity, resume=resume, force_resume=force_resume, force=force) as run:
         def do_prepare():
             return _prepare_counts(prepare_file(input_path, outdir, chunk_size, progress=not quiet))
 
@@ -58,4 +63,5 @@ def _prepare_counts(result) -> dict:
         "chunks": result.chunks,
         "frames": result.frames,
         "empty_skipped": result.empty_skipped,
+        **({"rna_records": result.rna_records} if result.rna_records else {}),  # U read as T
     }

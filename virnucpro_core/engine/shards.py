@@ -67,12 +67,14 @@ def _stage(result: Any, parts_dir: Path, root: Path, shard: Shard) -> dict[str, 
             "parts_total": plan.parts, "parts": mine}
 
 
-def write_embed_shard(folder: Path, shard: Shard, identity: Mapping[str, Any], result: Any, backend: Any) -> None:
+def write_embed_shard(folder: Path, shard: Shard, identity: Mapping[str, Any], result: Any, backend: Any,
+                      warning: str | None = None) -> None:
+    """``warning`` (tiny random models) is kept for ``aggregate`` to put on the joined file, as ``embed`` does."""
     write_json_atomic(folder / SHARD_JSON, {
         "format": FORMAT, "kind": "embed", "shard": {"index": shard.index, "count": shard.count},
         "identity": json.loads(json.dumps(dict(identity), default=str)),
         "stages": {"embed": _stage(result, folder / "parts", folder, shard)},
-        "extra": {"dim": result.dim, "model": result.model, "backend": backend.key},
+        "extra": {"dim": result.dim, "model": result.model, "backend": backend.key, **({"warning": warning} if warning else {})},
     })
 
 

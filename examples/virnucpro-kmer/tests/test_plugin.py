@@ -92,4 +92,19 @@ def test_the_plugin_adds_the_kmer_top_command(tmp_path):
     # ACGTACGT: ACGT 2/5 then CGTA, GTAC, TACG 1/5 each (ties in column order); GATTACA: 4 k-mers at 1/4
     assert proc.stdout == "a\tACGT:0.4000\tCGTA:0.2000\nb\tATTA:0.2500\tGATT:0.2500\nshort\n"
     listed = subprocess.run([sys.executable, "-m", "virnucpro_core", "--help"], capture_output=True, text=True, check=True)
-    assert "kmer-top" in listed.stdout
+    assert "kmer-top   [plugin virnucpro-kmer] Print the TOP most frequent" in listed.stdout
+
+
+def test_kmer_top_reads_compressed_input_and_refuses_binary_in_one_line(tmp_path):
+    import gzip
+
+    with gzip.open(tmp_path / "x.fa.gz", "wt") as handle:
+        handle.write(">b\nGATTACA\n")
+    run = [sys.executable, "-m", "virnucpro_core", "kmer-top"]
+    proc = subprocess.run([*run, str(tmp_path / "x.fa.gz"), "-n", "2"], capture_output=True, text=True, check=False)
+    assert (proc.returncode, proc.stdout) == (0, "b\tATTA:0.2500\tGATT:0.2500\n"), proc.stderr
+    (tmp_path / "x.bin").write_bytes(b"\x7fELF\x02\x01\x01\x00" * 8)
+    proc = subprocess.run([*run, str(tmp_path / "x.bin")], capture_output=True, text=True, check=False)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == (f"Error: {tmp_path / 'x.bin'} contains binary data, not FASTA/FASTQ text; "
+                           "give a FASTA or FASTQ file (plain, .gz, .bz2 or .xz)\n")

@@ -166,3 +166,16 @@ def test_synthetic_weights_load_strictly_in_fair_esm_and_match_v2():
     ref = Esm2V1Embedder(model.eval(), alphabet, model_id="synthetic").embed(seqs)
     got = Esm2V2Embedder.from_checkpoint_data(random_checkpoint_data(2, 48, 6, seed=4), model_id="synthetic").embed(seqs)
     assert not RowComparison.of(got, ref).fp32_failures()
+
+
+@pytest.mark.parametrize("amx,avx512_bf16,warns", [(False, False, True), (False, True, False), (True, False, False)])
+def test_bf16_on_a_cpu_warns_only_where_it_is_emulated(monkeypatch, tiny_checkpoint, caplog, amx, avx512_bf16, warns):
+    """An AVX512-BF16 CPU without AMX runs bf16 natively (faster than fp32): no warning there."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    with caplog.at_level("WARNING"):
+        Esm2V2Embedder.from_options(EmbedderOptions(model=str(tiny_checkpoint), precision="bf16"))
+    emulated = [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
+    assert emulated == ([f"esm2=v2: this CPU has neither AMX tiles nor AVX512-BF16 (torch reports "
+                         f"{torch.backends.cpu.get_cpu_capability()}); bf16 matmuls are emulated here and much slower "
+                         "than fp32, use --precision fp32"] if warns else [])

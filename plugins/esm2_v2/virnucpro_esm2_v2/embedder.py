@@ -109,9 +109,11 @@ class Esm2V2Embedder:
         self.stats = PackingStats()  # over the embedder's life
         self.call_stats = PackingStats()  # over the last embed() call
         self.oom_retries = 0
-        if self.device.type == "cpu" and model.dtype == torch.bfloat16 and not torch.cpu._is_amx_tile_supported():
-            log.warning("esm2=v2: this CPU has no AMX tiles (torch reports %s); bf16 matmuls are emulated here and much slower "
-                        "than fp32, use --precision fp32", torch.backends.cpu.get_cpu_capability())
+        if self.device.type == "cpu" and model.dtype == torch.bfloat16:
+            from virnucpro_esm2_v2.cpu import emulated_bf16_warning
+
+            if warning := emulated_bf16_warning():  # not where AMX or AVX512-BF16 make bf16 faster than fp32
+                log.warning(warning)
         log.info("esm2=v2: %s, attention %s, batches of up to %d tokens (%s)", precision, self.attention,
                  self.batch_tokens, self.budget_source)
 
