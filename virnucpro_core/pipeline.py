@@ -167,6 +167,7 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
     from virnucpro_core.classify import classify_embeddings
     from virnucpro_core.embedding import embed_fasta
     from virnucpro_core.modelset import resolve_model_set
+    from virnucpro_core.preflight import check_backend
     from virnucpro_core.prepare import output_paths, prepare_file
     from virnucpro_core.registry import get_registry
     from virnucpro_core.report import write_sequence_summary, write_viral_fasta
@@ -200,8 +201,11 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
     revision_for = {"protein": None, "nucleotide": request.dnabert_revision or pinned}
     mlp = load_mlp(models.mlp)  # a bad MLP must stop the run before hours of embedding, not after
     explicit = {"protein": request.esm_model, "nucleotide": request.dnabert_model}
-    width = {modality: known_width(backends[modality], model_for[modality],
-                                   published_set=models.root is not None and not models.tiny and not explicit[modality])
+    # The preflight: every model found and every option checked, before open_run creates anything.
+    width = {modality: check_backend(backends[modality], runtime.embedder_options(
+                 model_for[modality], backend=backends[modality], modality=modality, revision=revision_for[modality]))
+             or known_width(backends[modality], model_for[modality],
+                            published_set=models.root is not None and not models.tiny and not explicit[modality])
              for modality in ("nucleotide", "protein")}
     check_width(mlp.config.input_dim, models.mlp, backends["nucleotide"], width["nucleotide"],
                 backends["protein"], width["protein"])

@@ -85,6 +85,7 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
     from virnucpro_core.registry import get_registry
     from virnucpro_core.rundir import describe_input, remove_stale_temporaries, run_lock
     from virnucpro_core.pipeline import batch_identity, label_tiny
+    from virnucpro_core.preflight import check_backend
     from virnucpro_core.selection import parse_backend_options
 
     shard = Shard.parse(shard_text) if shard_text else None
@@ -114,8 +115,9 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
         lock, folder, stale = output / ".virnucpro.lock", output, ["**/.*.part"]
     if output.exists() and shard is None and output.is_dir():
         raise ConfigError(f"{output} is a directory; -o names the embeddings file (a directory only with --shard)")
-    output.mkdir(parents=True, exist_ok=True) if shard is not None else output.parent.mkdir(parents=True, exist_ok=True)
     options = runtime.embedder_options(model, backend=backend, revision=revision, max_length=max_length, show_progress=not quiet)
+    check_backend(backend, options)  # the preflight: model found, options checked, before anything is written
+    output.mkdir(parents=True, exist_ok=True) if shard is not None else output.parent.mkdir(parents=True, exist_ok=True)
     identity = {"input": describe_input(input_path), "backend": backend.key, "package_version": backend.package_version,
                 "model": model, "revision": revision, "precision": options.precision, "max_length": max_length,
                 **batch_identity(options), **({"backend_options": dict(options.extra)} if options.extra else {})}

@@ -93,3 +93,18 @@ def test_the_plugin_adds_the_kmer_top_command(tmp_path):
     assert proc.stdout == "a\tACGT:0.4000\tCGTA:0.2000\nb\tATTA:0.2500\tGATT:0.2500\nshort\n"
     listed = subprocess.run([sys.executable, "-m", "virnucpro_core", "--help"], capture_output=True, text=True, check=True)
     assert "kmer-top" in listed.stdout
+
+
+def test_the_preflight_gives_the_width_of_the_asked_k_and_refuses_bad_options():
+    """Run by the core before any stage: 4**k columns, or the one-line error the factory would give."""
+    from virnucpro_core.errors import BackendError
+    from virnucpro_core.preflight import check_backend
+
+    from virnucpro_kmer.plugin import KMER_V1
+
+    assert check_backend(KMER_V1, EmbedderOptions()) == 256
+    assert check_backend(KMER_V1, EmbedderOptions(extra={"k": "3"})) == 64
+    with pytest.raises(BackendError, match=r"^kmer=v1: k must be a whole number from 1 to 8, got '9'$"):
+        check_backend(KMER_V1, EmbedderOptions(extra={"k": "9"}))
+    with pytest.raises(BackendError, match="has no model files"):
+        check_backend(KMER_V1, EmbedderOptions(model="/models/esm2.pt"))
