@@ -136,9 +136,8 @@ class BackendOption:
             raise ValueError(f"backend option {self.key!r}: use lower-case letters, digits, _ and -")
 
     def describe(self) -> str:
-        """``attention (auto|flash|sdpa): attention path``, for listings and error messages."""
-        choices = f" ({'|'.join(self.choices)})" if self.choices else ""
-        return f"{self.key}{choices}" + (f": {self.help}" if self.help else "")
+        """``attention=auto|flash|sdpa: attention path`` (``k=VALUE: ...`` without choices), for listings."""
+        return f"{self.key}={'|'.join(self.choices) or 'VALUE'}" + (f": {self.help}" if self.help else "")
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,7 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
     """Run every stage in ``request.outdir``. With ``shard`` (an array job), only prepare and
     this shard's embedding parts run, and a shard manifest is written for ``virnucpro aggregate``."""
     from virnucpro_core.atomic import atomic_open
+    from virnucpro_core.backend_options import check_routing
     from virnucpro_core.checksum import sha256_file
     from virnucpro_core.classifier import load_mlp
     from virnucpro_core.classify import classify_embeddings
@@ -201,7 +202,8 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
     revision_for = {"protein": None, "nucleotide": request.dnabert_revision or pinned}
     mlp = load_mlp(models.mlp)  # a bad MLP must stop the run before hours of embedding, not after
     explicit = {"protein": request.esm_model, "nucleotide": request.dnabert_model}
-    # The preflight: every model found and every option checked, before open_run creates anything.
+    # The preflight: every option routed, every model found and checked, before open_run creates anything.
+    check_routing(runtime.backend_options, [backends["nucleotide"], backends["protein"]])
     width = {modality: check_backend(backends[modality], runtime.embedder_options(
                  model_for[modality], backend=backends[modality], modality=modality, revision=revision_for[modality]))
              or known_width(backends[modality], model_for[modality],

@@ -53,7 +53,8 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
       virnucpro aggregate shards/0 shards/1 shards/2 shards/3 -o p.h5
       torchrun --nproc-per-node 4 -m virnucpro_core embed proteins.faa --backend esm2=v1 -o p.h5
       virnucpro embed proteins.faa --backend esm2=v2 --device cuda:0 --precision bf16 -o p.h5
-      virnucpro embed proteins.faa --backend esm2=v2 --backend-option attention=sdpa-bucketed -o p.h5
+      virnucpro embed proteins.faa --backend esm2=v2 --backend-option esm2:attention=sdpa-bucketed -o p.h5
+      virnucpro embed seqs.fa --backend kmer=v1 --backend-option k=3 -o k3.h5  # one backend: no family needed
     """
     from virnucpro_core.commands.common import runtime_from_options
     from virnucpro_core.engine.distributed import context_from_env, follow
@@ -85,6 +86,7 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
     from virnucpro_core.registry import get_registry
     from virnucpro_core.rundir import describe_input, remove_stale_temporaries, run_lock
     from virnucpro_core.pipeline import batch_identity, label_tiny
+    from virnucpro_core.backend_options import check_routing
     from virnucpro_core.preflight import check_backend
     from virnucpro_core.selection import parse_backend_options
 
@@ -116,6 +118,7 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
     if output.exists() and shard is None and output.is_dir():
         raise ConfigError(f"{output} is a directory; -o names the embeddings file (a directory only with --shard)")
     options = runtime.embedder_options(model, backend=backend, revision=revision, max_length=max_length, show_progress=not quiet)
+    check_routing(runtime.backend_options, [backend])
     check_backend(backend, options)  # the preflight: model found, options checked, before anything is written
     output.mkdir(parents=True, exist_ok=True) if shard is not None else output.parent.mkdir(parents=True, exist_ok=True)
     identity = {"input": describe_input(input_path), "backend": backend.key, "package_version": backend.package_version,

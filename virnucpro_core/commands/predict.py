@@ -52,6 +52,8 @@ def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | No
       virnucpro predict contigs.fa -o results --models-dir ~/virnucpro-models
       virnucpro predict reads.fq.gz -o results --model-type 300 --device cuda:1 --precision bf16
       virnucpro predict contigs.fa -o results --resume             # after an interruption (Ctrl-C, SIGTERM, a crash)
+      virnucpro predict contigs.fa -o results --backend-option esm2:attention=sdpa-bucketed   # for ESM-2 only
+      virnucpro predict contigs.fa -o results --backend-option esm2:attention=flash-attn --backend-option dnabert:attention=flash
       virnucpro predict contigs.fa -o results --gpus 2,3           # one worker on GPU 2, one on GPU 3
       virnucpro predict contigs.fa -o results --parallel           # one worker on every visible GPU
       virnucpro predict contigs.fa -o shard0 --shard 0/2           # array job 0 of 2 (then shard 1/2), then:

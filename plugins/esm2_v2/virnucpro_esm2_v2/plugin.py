@@ -57,7 +57,7 @@ def describe() -> str:
         "ESM-2 over packed variable-length batches, verified per protein against fair-esm; "
         f"attention: {flash}, else torch varlen_attn on CUDA, else exact SDPA over length buckets (CPU); "
         "precision: fp16 on CUDA, fp32 on CPU (--precision overrides); token budget from free GPU memory "
-        "(CPU 4096); --backend-option esm2:attention=auto|flash-attn|torch-varlen|sdpa-bucketed"
+        "(CPU 4096)"
     )
 
 
