@@ -165,6 +165,7 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
     from virnucpro_core.backend_options import check_routing
     from virnucpro_core.checksum import sha256_file
     from virnucpro_core.classifier import load_mlp
+    from virnucpro_core.cli import command_line
     from virnucpro_core.classify import classify_embeddings
     from virnucpro_core.embedding import embed_fasta
     from virnucpro_core.modelset import resolve_model_set
@@ -228,7 +229,7 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
     }
     info = {"architecture": backends.architecture(), "runtime": {**runtime.as_dict(), "device": device, "devices": list(engine.devices)},
             **({"shard": str(shard)} if shard is not None else {}),
-            "tiny_models": models.tiny, "pid": os.getpid()}
+            "tiny_models": models.tiny, "pid": os.getpid(), "command_line": command_line()}
     outdir = Path(request.outdir)
     prep = outdir / "prepare"
     prepared = output_paths(request.input_path, prep, request.chunk_size)

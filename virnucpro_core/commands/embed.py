@@ -80,6 +80,7 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
 def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None, models_dir: Path | None, revision: str | None, format_name: str | None,
            max_length: int | None, runtime, shard_text: str | None, quiet: bool, verbose: int) -> None:
     from virnucpro_core.embedding import embed_fasta
+    from virnucpro_core.logs import FILE_ONLY
     from virnucpro_core.engine.config import Shard
     from virnucpro_core.engine.parts import finished_parts
     from virnucpro_core.errors import BackendError, ConfigError
@@ -149,12 +150,15 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
             write_embed_shard(output, shard, identity, result, backend)
         elif tiny:
             label_tiny(output, fmt.name)
-    rate = result.sequences / result.seconds if result.seconds > 0 else 0.0
+    rate = result.sequences_computed / result.seconds if result.seconds > 0 else 0.0  # a resume's reused parts took no time
     resumed = f", {result.parts_reused} part(s) resumed" if result.parts_reused else ""
     if shard is not None:
         mine = sum(1 for p in range(result.plan.parts) if p % shard.count == shard.index)
-        click.echo(f"shard {shard}: {mine} of {result.plan.parts} parts ({result.sequences} sequences in all) -> {output} "
-                   f"(dim {result.dim}, model {result.model}{resumed}); join the shards with `virnucpro aggregate`")
+        line = (f"shard {shard}: {mine} of {result.plan.parts} parts ({result.sequences} sequences in all) -> {output} "
+                f"(dim {result.dim}, model {result.model}{resumed}); join the shards with `virnucpro aggregate`")
+        click.echo(line)
+        log.info(line, extra=FILE_ONLY)
         return
-    click.echo(f"{result.sequences} sequences -> {output} ({fmt.name}, dim {result.dim}, model {result.model}; "
-               f"{rate:.1f} seq/s" + resumed + ")")
+    line = f"{result.sequences} sequences -> {output} ({fmt.name}, dim {result.dim}, model {result.model}; {rate:.1f} seq/s{resumed})"
+    click.echo(line)
+    log.info(line, extra=FILE_ONLY)  # the line that ended the run ends --log-file too
