@@ -39,7 +39,8 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
     It is written under a temporary name and renamed only when complete. Work is cut
     into checkpoint parts; with several devices one worker process per device takes
     parts as it finishes them. Ctrl-C (or SIGTERM) keeps finished parts and prints the
-    command that continues.
+    command that continues. The model and --backend-option values are checked before
+    anything is written (the preflight).
 
     \b
     Examples:

@@ -36,7 +36,9 @@ def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | No
     INPUT is FASTA or FASTQ (plain, .gz, .bz2, .xz, or - for stdin). Stages: prepare
     (chunk + six-frame translation), embed nucleotide (DNABERT-S), embed protein
     (ESM-2), classify (MLP), report. Each stage's output is recorded in OUTDIR/run.json;
-    --resume continues an interrupted run.
+    --resume continues an interrupted run. Before prepare writes anything, every model,
+    --backend-option and embedding width is checked (the preflight): a missing model or a
+    wrong option fails within seconds, in one line, and OUTDIR is not created.
 
     \b
     Outputs in OUTDIR:
