@@ -250,9 +250,9 @@ def test_kmer_backend_cannot_feed_the_published_mlp(tmp_path, tiny_models, two_g
     result = CliRunner().invoke(cli, ["predict", str(two_genomes), "-o", str(tmp_path / "k"), "--backend", "kmer=v1",
                                       "--models-dir", str(tiny_models), "-q"])
     assert result.exit_code == 1
-    # kmer=v1 has no model to load, so its width is known up front: caught before any stage
-    assert (f"the MLP expects 64 features but the nucleotide embeddings (kmer=v1) alone give 256, leaving nothing "
-            "for the other modality") in result.output
+    # kmer=v1 has no model to load and the tiny ESM-2's width is in its checkpoint's config: caught before any stage
+    assert (f"the MLP expects 64 features but the embeddings give 256 nucleotide (kmer=v1) + 32 protein ({_ESM2.key}) "
+            "= 288") in result.output
     assert not (tmp_path / "k").exists()
 
 
@@ -263,7 +263,10 @@ def test_widths_of_default_models_are_checked_before_any_embedding_naming_both(t
         pytest.skip("virnucpro-kmer not installed")
     from virnucpro_core.testing import write_original_mlp
 
+    from virnucpro_core import hub
+
     monkeypatch.delenv("VIRNUCPRO_MODELS", raising=False)
+    monkeypatch.setattr(hub, "url_unreachable_reason", lambda url, timeout=None: None)  # fair-esm's server answers
     mlp = write_original_mlp(tmp_path / "500_model.pth", input_dim=3328, hidden_dim=4, seed=1)
     result = CliRunner().invoke(cli, ["predict", str(two_genomes), "-o", str(tmp_path / "k"), "--backend", "kmer=v1",
                                       "--mlp", str(mlp), "-q"])
@@ -276,18 +279,23 @@ def test_widths_of_default_models_are_checked_before_any_embedding_naming_both(t
     assert not (tmp_path / "k").exists()
 
 
-def test_a_width_known_only_after_loading_is_checked_after_the_nucleotide_stage(tmp_path, tiny_models, two_genomes):
-    """A tiny DNABERT (32 wide, known only once loaded) with an MLP too narrow for it:
-    stopped after the nucleotide stage, before the protein stage."""
+def test_a_width_known_only_after_loading_is_checked_after_the_nucleotide_stage(tmp_path, tiny_models, two_genomes,
+                                                                               monkeypatch):
+    """A tiny DNABERT (32 wide) whose width the preflight cannot tell (as for a backend without
+    one) with an MLP too narrow for it: stopped after the nucleotide stage, before the protein stage."""
+    import virnucpro_dnabert_v2.loading
+
     from virnucpro_core.testing import write_original_mlp
 
-    mlp = write_original_mlp(tmp_path / "narrow.pth", input_dim=16, hidden_dim=4, seed=1)
+    monkeypatch.setattr(virnucpro_dnabert_v2.loading, "preflight", lambda model, revision=None: None)
+    # 40 passes the preflight, which knows only the tiny ESM-2's 32 columns
+    mlp = write_original_mlp(tmp_path / "narrow.pth", input_dim=40, hidden_dim=4, seed=1)
     lam = str(DATA / "genomes" / "lambda_NC_001416.fa.gz")
     result = CliRunner().invoke(cli, ["predict", lam, "-o", str(tmp_path / "n"), "--models-dir", str(tiny_models),
                                       "--mlp", str(mlp), "-q"])
     assert result.exit_code == 1
-    assert ("the MLP expects 16 features but the nucleotide embeddings (dnabert=v2) alone give 32, leaving nothing for "
-            "the other modality") in result.output
+    assert (f"the MLP expects 40 features but the embeddings give 32 nucleotide (dnabert=v2) + 32 protein ({_ESM2.key}) "
+            "= 64") in result.output
     stages = json.loads((tmp_path / "n" / "run.json").read_text())["stages"]
     assert stages["embed_nucleotide"]["status"] == "done" and "embed_protein" not in stages
 
@@ -461,11 +469,12 @@ def test_embed_resume_refuses_checkpoints_of_another_model(tmp_path, tiny_models
     assert not out.exists()
 
 
-def test_an_unwritable_output_is_one_line(tmp_path):
+def test_an_unwritable_output_is_one_line(tmp_path, tiny_models):
     faa = tmp_path / "p.faa"
     faa.write_text(">p1\nMKV\n")
+    esm2 = tiny_models / json.loads((tiny_models / "models.json").read_text())["esm2"]  # past the preflight
     result = subprocess.run([sys.executable, "-m", "virnucpro_core", "embed", str(faa), "--backend", "esm2=v1",
-                             "-o", "/proc/nope/x.h5", "-q"], capture_output=True, text=True)
+                             "--model", str(esm2), "-o", "/proc/nope/x.h5", "-q"], capture_output=True, text=True)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("Error: /proc/nope")
@@ -538,7 +547,11 @@ def test_dnabert_by_hub_id_loads_the_pinned_revision_by_default(tmp_path, tiny_m
     from virnucpro_core import modelset
     from virnucpro_core.testing import write_original_mlp
 
+    import virnucpro_dnabert_v2.loading
+
     monkeypatch.setattr(modelset, "DNABERT_S_REVISION", "0123abc")
+    # past the preflight (tests/test_preflight.py), to see what the run records and what loading says
+    monkeypatch.setattr(virnucpro_dnabert_v2.loading, "preflight", lambda model, revision=None: None)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("VIRNUCPRO_MODELS", raising=False)

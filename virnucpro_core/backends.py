@@ -30,8 +30,8 @@ class EmbedderOptions:
     never ``auto``. ``batch_tokens``/``batch_size`` of ``None`` mean the backend's own
     default. ``max_length`` bounds how many residues/bases are pooled (``None``: the
     backend's documented default). ``extra`` holds the ``--backend-option KEY=VALUE``
-    pairs, for settings only some backends have (``esm2=v2``: ``attention``); a backend
-    ignores keys it does not know (with a warning).
+    pairs routed to this backend: only keys it declares in ``Backend.options``, their
+    values already checked against the declared choices.
     """
 
     model: str | None = None
@@ -117,6 +117,30 @@ def fp32_everywhere(device: str) -> str:
 
 
 @dataclass(frozen=True)
+class BackendOption:
+    """One ``--backend-option`` key a backend reads, declared on its :class:`Backend`.
+
+    The core routes options by these declarations without importing the backend's
+    code (``--backend-option attention=sdpa`` goes to every backend of the run that
+    declares ``attention``; ``esm2:attention=...`` to the esm2 backend only), and
+    refuses a value outside ``choices`` before any stage runs. ``choices`` empty means
+    any string; the backend's ``preflight`` then checks the value.
+    """
+
+    key: str
+    help: str = ""
+    choices: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_-]*", self.key):
+            raise ValueError(f"backend option {self.key!r}: use lower-case letters, digits, _ and -")
+
+    def describe(self) -> str:
+        """``attention=auto|flash|sdpa: attention path`` (``k=VALUE: ...`` without choices), for listings."""
+        return f"{self.key}={'|'.join(self.choices) or 'VALUE'}" + (f": {self.help}" if self.help else "")
+
+
+@dataclass(frozen=True)
 class Backend:
     """One installable embedding backend, keyed by ``(family, version)``.
 
@@ -127,6 +151,15 @@ class Backend:
     so manifests and checkpoints record the precision that really ran.
     ``package``/``package_version`` are filled in by the registry from the entry
     point that registered the backend; plugins leave them empty.
+
+    ``options`` declares the ``--backend-option`` keys the backend reads (an undeclared
+    key never reaches it). ``preflight(options)`` is the cheap check the core runs
+    before the first stage of ``predict`` and before ``embed`` writes anything: resolve
+    the model (local file, cache, or one short probe of where a download would come
+    from) and check the options, *without loading weights*; raise a one-line
+    :class:`~virnucpro_core.errors.VirnucproError` (``ModelError``, ``ConfigError``)
+    saying what to do, and return the embedding width of the model the options name when
+    it is known without loading it (a ``config.json``, a checkpoint's config), else ``None``.
     """
 
     family: str
@@ -139,6 +172,8 @@ class Backend:
     requires: tuple[str, ...] = ()
     check_available: Callable[[], str | None] = always_available
     default_precision: Callable[[str], str] = fp32_everywhere
+    options: tuple[BackendOption, ...] = ()
+    preflight: Callable[[EmbedderOptions], int | None] | None = None
     package: str = ""
     package_version: str = ""
 
@@ -151,6 +186,9 @@ class Backend:
             raise ValueError(f"backend {self.family}={self.version}: modality must be one of {MODALITIES}")
         if self.dim <= 0:
             raise ValueError(f"backend {self.family}={self.version}: dim must be positive")
+        keys = [option.key for option in self.options]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"backend {self.family}={self.version}: an option key is declared twice ({', '.join(keys)})")
 
     @property
     def key(self) -> str:
@@ -162,6 +200,10 @@ class Backend:
             return self.check_available()
         except Exception as exc:  # a plugin's check must not take the listing down
             return f"availability check failed: {exc}"
+
+    def option(self, key: str) -> BackendOption | None:
+        """The declared option ``key``, or ``None``."""
+        return next((option for option in self.options if option.key == key), None)
 
     def describe(self) -> str:
         """``esm2=v1 (virnucpro-esm2-v1 0.1.0)``, as logged and written to manifests."""

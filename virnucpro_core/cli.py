@@ -68,15 +68,47 @@ class VirnucproGroup(click.Group):
         try:
             return super().invoke(ctx)
         except RunInterrupted as exc:
-            click.echo(interrupted_line(exc, ctx.meta.get(ARGV_KEY, [])), err=True)
+            _last_line(interrupted_line(exc, ctx.meta.get(ARGV_KEY, [])))
             ctx.exit(exc.exit_code)
         except VirnucproError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            _last_line(f"Error: {exc}")
             ctx.exit(exc.exit_code)
         except OSError as exc:  # a path we cannot write or read: one line, not a traceback
             where = exc.filename or "a file"
-            click.echo(f"Error: {where}: {exc.strerror or exc}; check the path, its permissions and free disk space", err=True)
+            _last_line(f"Error: {where}: {exc.strerror or exc}; check the path, its permissions and free disk space")
             ctx.exit(1)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception:  # a bug: the traceback goes on the terminal (Python's) and into --log-file
+            import logging
+
+            from virnucpro_core.logs import FILE_ONLY
+
+            if any(getattr(handler, "_virnucpro", False) for handler in logging.getLogger().handlers):
+                logging.getLogger("virnucpro_core.cli").exception("unexpected error; please report it with this log",
+                                                                  extra=FILE_ONLY)
+            raise
+
+
+def command_line(prog: str = "virnucpro") -> str | None:
+    """The command being run, as the user typed it after the program name (for ``run.json``)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ARGV_KEY not in ctx.meta:
+        return None
+    import shlex
+
+    return shlex.join([prog, *ctx.meta[ARGV_KEY]])
+
+
+def _last_line(line: str) -> None:
+    """The line that ends the run: on stderr, and as the last line of ``--log-file`` (where one is open)."""
+    import logging
+
+    from virnucpro_core.logs import FILE_ONLY
+
+    click.echo(line, err=True)
+    if any(getattr(handler, "_virnucpro", False) for handler in logging.getLogger().handlers):  # else logging's
+        logging.getLogger("virnucpro_core.cli").error("%s", line, extra=FILE_ONLY)            # last resort prints it again
 
 
 @click.group(cls=VirnucproGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -45,6 +45,14 @@ class EmbedResult:
     complete: bool = True
     workers: tuple[WorkerStats, ...] = ()
 
+    @property
+    def sequences_computed(self) -> int:
+        """Records this attempt embedded (a resume reuses the others): what a rate may count."""
+        if self.plan is None:
+            return self.sequences
+        size, total = self.plan.part_size, self.plan.total_records
+        return self.sequences - sum(min(size, total - p * size) for p in self.plan.reused)
+
     def counts(self) -> dict[str, int | float | str]:
         return {
             "sequences": self.sequences,
@@ -108,10 +116,9 @@ def embed_fasta(
     assembled and the result has ``complete=False``). A failure that leaves no finished
     part removes ``parts_dir``, so nothing blocks a plain retry.
     """
-    from tqdm import tqdm
-
     from virnucpro_core.engine.parts import assemble, part_meta, plan_parts
     from virnucpro_core.engine.run import compute_parts
+    from virnucpro_core.progress import progress_bar
     from virnucpro_core.engine.stop import RunInterrupted
 
     engine = engine or EngineConfig(devices=(options.device,))
@@ -127,8 +134,8 @@ def embed_fasta(
         done_parts = len(plan.reused)
         todo = plan.select(engine.keeps)
         reused_records = plan.total_records - sum(min(checkpoint_every, plan.total_records - p * checkpoint_every) for p in plan.todo)
-        bar = tqdm(total=plan.total_records, initial=reused_records, unit="seq", desc=f"embed {backend.key}",
-                   disable=not progress, leave=False, smoothing=0.1)
+        bar = progress_bar(total=plan.total_records, initial=reused_records, unit="seq", desc=f"embed {backend.key}",
+                           enabled=progress)
 
         def on_part(task) -> None:
             nonlocal done_parts

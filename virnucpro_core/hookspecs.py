@@ -50,6 +50,10 @@ def register_backends(register: "Callable[[Backend], None]") -> None:
                              dim=256, factory=_make, description="4-mer frequencies"))
 
     Two packages registering the same ``(family, version)`` is an error naming both.
+    Optionally declare the ``--backend-option`` keys the backend reads
+    (``options=(BackendOption("k", "k-mer length"),)``) and a cheap ``preflight(options)``
+    that finds the model without loading it and returns its width (or ``None``); the core
+    runs it before any stage (docs/writing-a-backend.md, section 6b).
     """
 
 

@@ -96,7 +96,14 @@ def hub_unreachable_reason(timeout: float | None = None) -> str | None:
     Any HTTP answer, even an error status, means the network path works; only a
     failure to connect (DNS, refused, timeout, proxy) counts as unreachable.
     """
-    url = endpoint() + "/api/models"
+    return url_unreachable_reason(endpoint() + "/api/models", timeout)
+
+
+def url_unreachable_reason(url: str, timeout: float | None = None) -> str | None:
+    """Why ``url`` cannot be reached (one HEAD request, short timeout), or ``None`` when its
+    server answers at all. For the preflight of backends that download from elsewhere
+    than the Hugging Face hub (fair-esm's checkpoints); the same rules as :func:`hub_unreachable_reason`.
+    """
     request = urllib.request.Request(url, method="HEAD")
     try:
         with urllib.request.urlopen(request, timeout=timeout or _timeout()):

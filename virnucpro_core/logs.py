@@ -22,7 +22,9 @@ def setup_logging(verbose: int = 0, quiet: bool = False, log_file: Path | None =
     for handler in list(root.handlers):
         if getattr(handler, "_virnucpro", False):
             root.removeHandler(handler)
-    console = logging.StreamHandler(sys.stderr)
+    from virnucpro_core.progress import BarSafeHandler
+
+    console = BarSafeHandler(sys.stderr)  # a record never lands on a progress bar's line
     console.setLevel(level)
     console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     console._virnucpro = True  # type: ignore[attr-defined]

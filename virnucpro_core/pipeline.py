@@ -165,11 +165,14 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
     """Run every stage in ``request.outdir``. With ``shard`` (an array job), only prepare and
     this shard's embedding parts run, and a shard manifest is written for ``virnucpro aggregate``."""
     from virnucpro_core.atomic import atomic_open
+    from virnucpro_core.backend_options import check_routing
     from virnucpro_core.checksum import sha256_file
     from virnucpro_core.classifier import load_mlp
+    from virnucpro_core.cli import command_line
     from virnucpro_core.classify import classify_embeddings
     from virnucpro_core.embedding import embed_fasta
     from virnucpro_core.modelset import resolve_model_set
+    from virnucpro_core.preflight import check_backend
     from virnucpro_core.prepare import output_paths, prepare_file
     from virnucpro_core.registry import get_registry
     from virnucpro_core.report import write_sequence_summary, write_viral_fasta
@@ -203,8 +206,12 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
     revision_for = {"protein": None, "nucleotide": request.dnabert_revision or pinned}
     mlp = load_mlp(models.mlp)  # a bad MLP must stop the run before hours of embedding, not after
     explicit = {"protein": request.esm_model, "nucleotide": request.dnabert_model}
-    width = {modality: known_width(backends[modality], model_for[modality],
-                                   published_set=models.root is not None and not models.tiny and not explicit[modality])
+    # The preflight: every option routed, every model found and checked, before open_run creates anything.
+    check_routing(runtime.backend_options, [backends["nucleotide"], backends["protein"]])
+    width = {modality: check_backend(backends[modality], runtime.embedder_options(
+                 model_for[modality], backend=backends[modality], modality=modality, revision=revision_for[modality]))
+             or known_width(backends[modality], model_for[modality],
+                            published_set=models.root is not None and not models.tiny and not explicit[modality])
              for modality in ("nucleotide", "protein")}
     check_width(mlp.config.input_dim, models.mlp, backends["nucleotide"], width["nucleotide"],
                 backends["protein"], width["protein"])
@@ -225,7 +232,7 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
     }
     info = {"architecture": backends.architecture(), "runtime": {**runtime.as_dict(), "device": device, "devices": list(engine.devices)},
             **({"shard": str(shard)} if shard is not None else {}),
-            "tiny_models": models.tiny, "pid": os.getpid()}
+            "tiny_models": models.tiny, "pid": os.getpid(), "command_line": command_line()}
     outdir = Path(request.outdir)
     prep = outdir / "prepare"
     prepared = output_paths(request.input_path, prep, request.chunk_size)

@@ -34,7 +34,6 @@ import itertools
 import logging
 import operator
 import os
-import sys
 import tempfile
 from array import array
 from contextlib import ExitStack
@@ -145,11 +144,10 @@ def prepare_file(input: str | Path, outdir: Path, chunk_size: int = 500, *, prog
         handles = [stack.enter_context(atomic_open(path)) for path in paths]
         bar = None
         if progress:
-            from tqdm import tqdm
+            from virnucpro_core.progress import progress_bar
 
-            # disable=None: no bar when stderr is not a terminal (log files stay clean).
-            bar = stack.enter_context(tqdm(desc=f"prepare {name}", unit="bp", unit_scale=True, file=sys.stderr,
-                                           leave=False, disable=None))
+            # a bar on a terminal; elsewhere a plain line now and then (log files stay clean)
+            bar = stack.enter_context(progress_bar(desc=f"prepare {name}", unit="bp", unit_scale=True))
         emitter = _Emitter(name, chunk_size, handles, bar)
         if stream.format == "fasta":
             if bar is not None:

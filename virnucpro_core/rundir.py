@@ -120,6 +120,28 @@ def remove_stale_temporaries(folder: Path, patterns: Sequence[str]) -> None:
                 stale.unlink(missing_ok=True)
 
 
+def describe_counts(counts: Mapping[str, Any]) -> str:
+    """A stage's counts in words for the log: ``98 chunks, 45 frames, dim 32, model esm2_t2``.
+
+    Numbers come first (``45 frames``), other values after their name (``model x``);
+    nested counts (per worker) are described the same way, in brackets. ``seconds`` is
+    left out: the stage line already says how long it took.
+    """
+    words = []
+    for key, value in counts.items():
+        name = key.replace("_", " ")
+        if key == "seconds":
+            continue
+        if isinstance(value, Mapping):
+            inner = "; ".join(f"{k}: {describe_counts(v) if isinstance(v, Mapping) else v}" for k, v in value.items())
+            words.append(f"{name} [{inner}]")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and key != "dim":
+            words.append(f"{value} {name}")
+        else:
+            words.append(f"{name} {value}")
+    return ", ".join(words)
+
+
 @dataclass(frozen=True)
 class Stage:
     """One step of a run: its outputs, a function that makes them, and what it depends on.
@@ -288,7 +310,8 @@ class Run:
             raise
         entry.update(status="done", finished=_now(), seconds=round(time.monotonic() - start, 3), counts=counts)
         self.save()
-        log.info("stage %s: done in %.1f s %s", stage.name, entry["seconds"], counts)
+        described = describe_counts(counts)
+        log.info("stage %s: done in %.1f s%s", stage.name, entry["seconds"], f" ({described})" if described else "")
         return counts
 
     def finish(self, status: str = "done", **extra: Any) -> None:
@@ -308,21 +331,50 @@ def open_run(
     force_resume: bool = False,
     force: bool = False,
 ) -> Iterator[Run]:
-    """Create/lock ``outdir`` and yield a :class:`Run`; the manifest records failure too."""
+    """Create/lock ``outdir`` and yield a :class:`Run`; the manifest records failure too.
+
+    A run that fails (or is interrupted) before any stage is done, in this attempt or an
+    earlier one, leaves nothing to resume: what it created in ``outdir`` is removed (and
+    ``outdir`` itself when it created it), so the directory is as the user left it.
+    """
     outdir = Path(outdir).resolve()
+    existed = outdir.is_dir()
+    before = set(outdir.iterdir()) if existed else set()
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise VirnucproError(f"{outdir}: cannot create the output directory ({exc.strerror})") from None
-    with run_lock(outdir):
-        run = Run(outdir, command, identity, dict(info or {}), resume=resume, force_resume=force_resume, force=force)
-        run.open()
-        try:
-            yield run
-        except BaseException as exc:
-            details = getattr(exc, "details", "")  # a worker's traceback: run.json and --log-file only
-            run.finish("interrupted" if type(exc).__name__ == "RunInterrupted" else "failed",
-                       error=f"{type(exc).__name__}: {exc}"[:500], **({"traceback": details} if details else {}))
-            raise
-        if run.manifest.get("status") == "running":
-            run.finish("done")
+    nothing_done = False
+    try:
+        with run_lock(outdir):
+            run = Run(outdir, command, identity, dict(info or {}), resume=resume, force_resume=force_resume, force=force)
+            run.open()
+            try:
+                yield run
+            except BaseException as exc:
+                details = getattr(exc, "details", "")  # a worker's traceback: run.json and --log-file only
+                run.finish("interrupted" if type(exc).__name__ == "RunInterrupted" else "failed",
+                           error=f"{type(exc).__name__}: {exc}"[:500], **({"traceback": details} if details else {}))
+                nothing_done = not any(s.get("status") == "done" for s in run.manifest.get("stages", {}).values())
+                raise
+            if run.manifest.get("status") == "running":
+                run.finish("done")
+    finally:
+        if nothing_done:
+            remove_created(outdir, before, remove_dir=not existed)
+
+
+def remove_created(outdir: Path, before: set[Path], *, remove_dir: bool) -> None:
+    """Remove what appeared in ``outdir`` since ``before`` was listed (and ``outdir`` itself if asked and empty)."""
+    for entry in outdir.iterdir() if outdir.is_dir() else ():
+        if entry in before:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+    if remove_dir:
+        with contextlib.suppress(OSError):
+            outdir.rmdir()
+    log.debug("no stage was done: removed what this run created in %s", outdir)

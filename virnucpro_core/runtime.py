@@ -65,10 +65,14 @@ class RuntimeConfig:
     @classmethod
     def from_sources(cls, cli_values: Mapping[str, Any], config_file: Path | None = None) -> "RuntimeConfig":
         """File values first, then every CLI value that was given (not ``None``)."""
+        from virnucpro_core.backend_options import merge
+
         values: dict[str, Any] = {}
         if config_file is not None:
             values.update(load_config_file(config_file))
+        file_options = values.get("backend_options", ())
         values.update({k: v for k, v in cli_values.items() if v is not None})
+        values["backend_options"] = merge(file_options, cli_values.get("backend_options") or ())
         return cls(**values)
 
     def precision_for(self, backend: "Backend", device: str) -> str:
@@ -81,7 +85,10 @@ class RuntimeConfig:
         """Options for one backend. With ``modality`` (the pipeline), ``batch_tokens`` goes to
         the protein backend only and ``batch_size`` to the nucleotide one, as the flags say;
         without it (``virnucpro embed``, one backend) both go to the backend asked for.
-        Without a precision given, ``backend``'s default for the device is used (fp32 without a backend)."""
+        Without a precision given, ``backend``'s default for the device is used (fp32 without a backend).
+        ``extra`` holds the ``--backend-option``s routed to ``backend`` (:mod:`virnucpro_core.backend_options`)."""
+        from virnucpro_core.backend_options import options_for
+
         device = self.worker_devices()[0]
         return EmbedderOptions(
             model=model,
@@ -92,7 +99,8 @@ class RuntimeConfig:
             revision=revision,
             max_length=max_length,
             show_progress=show_progress,
-            extra=dict(self.backend_options),
+            extra=options_for(backend, self.backend_options) if backend is not None else
+            {name: value for name, value in self.backend_options if ":" not in name},
         )
 
     def device_request(self):
@@ -145,24 +153,15 @@ def load_config_file(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     table = data.get("runtime", {})
-    known = {f.name for f in dataclasses.fields(RuntimeConfig)} - {"resume", "force_resume", "backend_options"}
+    known = {f.name for f in dataclasses.fields(RuntimeConfig)} - {"resume", "force_resume"}
     if "devices" in table and not isinstance(table["devices"], (list, str)):
         raise ConfigError(f"{path}: [runtime] devices must be a list such as [\"cuda:0\", \"cuda:1\"]")
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown [runtime] key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return {k.replace("-", "_"): v for k, v in table.items()}
+    values = {k.replace("-", "_"): v for k, v in table.items()}
+    if "backend_options" in values:
+        from virnucpro_core.backend_options import from_config
 
-
-def parse_backend_option_values(values: "tuple[str, ...] | list[str]") -> tuple[tuple[str, str], ...]:
-    """``("attention=sdpa-bucketed",)`` → ``(("attention", "sdpa-bucketed"),)``; a malformed or repeated key is an error."""
-    pairs: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not key or not value:
-            raise ConfigError(f"--backend-option {item!r}: expected KEY=VALUE, e.g. --backend-option attention=sdpa-bucketed")
-        if key in pairs and pairs[key] != value:
-            raise ConfigError(f"--backend-option gives {key}={pairs[key]} and {key}={value}; give one")
-        pairs[key] = value
-    return tuple(pairs.items())
+        values["backend_options"] = from_config(values["backend_options"], str(path))
+    return values

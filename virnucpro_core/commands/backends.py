@@ -20,7 +20,7 @@ def backends(as_json: bool, show_all: bool, verbose: bool) -> None:
     \b
     Examples:
       virnucpro backends
-      virnucpro backends -l                 # with descriptions (attention, precision defaults)
+      virnucpro backends -l                 # with descriptions and --backend-option keys
       virnucpro backends --json | jq '.[] | select(.available)'
     """
     from virnucpro_core.registry import get_registry
@@ -41,6 +41,7 @@ def backends(as_json: bool, show_all: bool, verbose: bool) -> None:
                 "reason": reason,
                 "description": backend.description,
                 "default_model": backend.default_model,
+                "options": [{"key": o.key, "help": o.help, "choices": list(o.choices)} for o in backend.options],
             }
         )
     conflicts = registry.conflicts()
@@ -78,8 +79,10 @@ def backends(as_json: bool, show_all: bool, verbose: bool) -> None:
         for row in [header, *table]:
             click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
         if verbose:
-            for r in rows:
+            for r, backend in zip(rows, registry.list_backends()):
                 click.echo(f"\n{r['family']}={r['version']}: {r['description']}")
+                for option in backend.options:
+                    click.echo(f"  --backend-option {backend.family}:{option.describe()}")
     for (family, version), group in conflicts.items():
         names = " and ".join(sorted(b.package for b in group))
         click.echo(f"conflict: {family}={version} is registered by both {names}; uninstall one of them", err=True)

@@ -31,7 +31,7 @@ device_options = _stack(
     click.option("--batch-tokens", type=int, default=None, help="Token budget per batch for protein models [backend default; esm2=v1: 2048 like the original]."),
     click.option("--batch-size", type=int, default=None, help="Sequences per batch for nucleotide models [backend default]."),
     click.option("-t", "--threads", type=int, default=None, help="CPU threads for torch [torch default]."),
-    click.option("--backend-option", "backend_option_values", multiple=True, metavar="KEY=VALUE", help="Backend-specific setting, repeatable, e.g. --backend-option attention=sdpa-bucketed for esm2=v2 (see `virnucpro backends`)."),
+    click.option("--backend-option", "backend_option_values", multiple=True, metavar="[FAMILY:]KEY=VALUE", help="Backend-specific setting, repeatable: esm2:attention=sdpa-bucketed goes to the esm2 backend; KEY=VALUE without a family to every backend of the run that takes KEY. Checked before any stage; `virnucpro backends -l` lists each backend's options."),
 )
 
 resume_options = _stack(
@@ -56,7 +56,8 @@ backend_options = _stack(
 
 def runtime_from_options(kwargs: dict[str, Any]):
     """Build the :class:`RuntimeConfig` from the shared options in ``kwargs``."""
-    from virnucpro_core.runtime import RuntimeConfig, parse_backend_option_values
+    from virnucpro_core.backend_options import parse_backend_option_values
+    from virnucpro_core.runtime import RuntimeConfig
 
     keys = ("device", "devices", "gpus", "parallel", "precision", "batch_tokens", "batch_size", "threads", "checkpoint_every", "resume", "force_resume")
     values = {k: kwargs.get(k) for k in keys}

@@ -44,7 +44,8 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
     It is written under a temporary name and renamed only when complete. Work is cut
     into checkpoint parts; with several devices one worker process per device takes
     parts as it finishes them. Ctrl-C (or SIGTERM) keeps finished parts and prints the
-    command that continues.
+    command that continues. The model and --backend-option values are checked before
+    anything is written (the preflight).
 
     \b
     Examples:
@@ -59,7 +60,8 @@ def embed(input_path: Path, output: Path, backend_spec: str, model: str | None, 
       virnucpro aggregate shards/0 shards/1 shards/2 shards/3 -o p.h5
       torchrun --nproc-per-node 4 -m virnucpro_core embed proteins.faa --backend esm2=v1 -o p.h5
       virnucpro embed proteins.faa --backend esm2=v2 --device cuda:0 --precision bf16 -o p.h5
-      virnucpro embed proteins.faa --backend esm2=v2 --backend-option attention=sdpa-bucketed -o p.h5
+      virnucpro embed proteins.faa --backend esm2=v2 --backend-option esm2:attention=sdpa-bucketed -o p.h5
+      virnucpro embed seqs.fa --backend kmer=v1 --backend-option k=3 -o k3.h5  # one backend: no family needed
     """
     from virnucpro_core.commands.common import runtime_from_options
     from virnucpro_core.engine.distributed import context_from_env, follow
@@ -101,12 +103,15 @@ def embed_outputs(output: Path, *, sharded: bool) -> "Outputs":
 def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None, models_dir: Path | None, revision: str | None, format_name: str | None,
            max_length: int | None, runtime, shard_text: str | None, quiet: bool, verbose: int, force: bool = False) -> None:
     from virnucpro_core.embedding import embed_fasta
+    from virnucpro_core.logs import FILE_ONLY
     from virnucpro_core.engine.config import Shard
     from virnucpro_core.engine.parts import finished_parts
     from virnucpro_core.errors import BackendError, ConfigError
     from virnucpro_core.registry import get_registry
     from virnucpro_core.rundir import describe_input, remove_stale_temporaries, run_lock
     from virnucpro_core.pipeline import batch_identity, label_tiny
+    from virnucpro_core.backend_options import check_routing
+    from virnucpro_core.preflight import check_backend
     from virnucpro_core.selection import parse_backend_options
     from virnucpro_core.validate import check_embed_input
 
@@ -141,8 +146,10 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
         lock, folder, stale = output / ".virnucpro.lock", output, ["**/.*.part"]
     if output.exists() and shard is None and output.is_dir():
         raise ConfigError(f"{output} is a directory; -o names the embeddings file (a directory only with --shard)")
-    output.mkdir(parents=True, exist_ok=True) if shard is not None else output.parent.mkdir(parents=True, exist_ok=True)
     options = runtime.embedder_options(model, backend=backend, revision=revision, max_length=max_length, show_progress=not quiet)
+    check_routing(runtime.backend_options, [backend])
+    check_backend(backend, options)  # the preflight: model found, options checked, before anything is written
+    output.mkdir(parents=True, exist_ok=True) if shard is not None else output.parent.mkdir(parents=True, exist_ok=True)
     identity = {"input": describe_input(input_path), "backend": backend.key, "package_version": backend.package_version,
                 "model": model, "revision": revision, "precision": options.precision, "max_length": max_length,
                 **batch_identity(options), **({"backend_options": dict(options.extra)} if options.extra else {})}
@@ -172,12 +179,15 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
             write_embed_shard(output, shard, identity, result, backend, warning=TINY_WARNING if tiny else None)
         elif tiny:
             label_tiny(output, fmt.name)
-    rate = result.sequences / result.seconds if result.seconds > 0 else 0.0
+    rate = result.sequences_computed / result.seconds if result.seconds > 0 else 0.0  # a resume's reused parts took no time
     resumed = f", {result.parts_reused} part(s) resumed" if result.parts_reused else ""
     if shard is not None:
         mine = sum(1 for p in range(result.plan.parts) if p % shard.count == shard.index)
-        click.echo(f"shard {shard}: {mine} of {result.plan.parts} parts ({result.sequences} sequences in all) -> {output} "
-                   f"(dim {result.dim}, model {result.model}{resumed}); join the shards with `virnucpro aggregate`")
+        line = (f"shard {shard}: {mine} of {result.plan.parts} parts ({result.sequences} sequences in all) -> {output} "
+                f"(dim {result.dim}, model {result.model}{resumed}); join the shards with `virnucpro aggregate`")
+        click.echo(line)
+        log.info(line, extra=FILE_ONLY)
         return
-    click.echo(f"{result.sequences} sequences -> {output} ({fmt.name}, dim {result.dim}, model {result.model}; "
-               f"{rate:.1f} seq/s" + resumed + ")")
+    line = f"{result.sequences} sequences -> {output} ({fmt.name}, dim {result.dim}, model {result.model}; {rate:.1f} seq/s{resumed})"
+    click.echo(line)
+    log.info(line, extra=FILE_ONLY)  # the line that ended the run ends --log-file too

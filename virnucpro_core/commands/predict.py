@@ -37,7 +37,9 @@ def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | No
     INPUT is FASTA or FASTQ (plain, .gz, .bz2, .xz, or - for stdin). Stages: prepare
     (chunk + six-frame translation), embed nucleotide (DNABERT-S), embed protein
     (ESM-2), classify (MLP), report. Each stage's output is recorded in OUTDIR/run.json;
-    --resume continues an interrupted run.
+    --resume continues an interrupted run. Before prepare writes anything, every model,
+    --backend-option and embedding width is checked (the preflight): a missing model or a
+    wrong option fails within seconds, in one line, and OUTDIR is not created.
 
     \b
     Outputs in OUTDIR:
@@ -54,6 +56,8 @@ def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | No
       virnucpro predict reads.fq.gz -o results --model-type 300 --device cuda:1 --precision bf16
       virnucpro predict contigs.fa -o results --resume             # after an interruption (Ctrl-C, SIGTERM, a crash)
       virnucpro predict contigs.fa -o results --force              # replace a finished run's outputs
+      virnucpro predict contigs.fa -o results --backend-option esm2:attention=sdpa-bucketed   # for ESM-2 only
+      virnucpro predict contigs.fa -o results --backend-option esm2:attention=flash-attn --backend-option dnabert:attention=flash
       virnucpro predict contigs.fa -o results --gpus 2,3           # one worker on GPU 2, one on GPU 3
       virnucpro predict contigs.fa -o results --parallel           # one worker on every visible GPU
       virnucpro predict contigs.fa -o shard0 --shard 0/2           # array job 0 of 2 (then shard 1/2), then:

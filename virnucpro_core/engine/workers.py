@@ -63,7 +63,10 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     """Entry point of a worker process (module-level, so spawn can import it)."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)  # the main process decides when to stop
-    logging.basicConfig(level=spec.log_level, format=f"%(asctime)s %(levelname)s [{spec.label}] %(message)s",
+    from virnucpro_core.progress import erase_bar_prefix
+
+    # on a terminal the main process draws a bar: each line first erases it (it is redrawn below)
+    logging.basicConfig(level=spec.log_level, format=f"{erase_bar_prefix()}%(asctime)s %(levelname)s [{spec.label}] %(message)s",
                         datefmt="%H:%M:%S")
     task: PartTask | None = None
     try:

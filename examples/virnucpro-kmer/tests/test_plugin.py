@@ -108,3 +108,18 @@ def test_kmer_top_reads_compressed_input_and_refuses_binary_in_one_line(tmp_path
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr == (f"Error: {tmp_path / 'x.bin'} contains binary data, not FASTA/FASTQ text; "
                            "give a FASTA or FASTQ file (plain, .gz, .bz2 or .xz)\n")
+
+
+def test_the_preflight_gives_the_width_of_the_asked_k_and_refuses_bad_options():
+    """Run by the core before any stage: 4**k columns, or the one-line error the factory would give."""
+    from virnucpro_core.errors import BackendError
+    from virnucpro_core.preflight import check_backend
+
+    from virnucpro_kmer.plugin import KMER_V1
+
+    assert check_backend(KMER_V1, EmbedderOptions()) == 256
+    assert check_backend(KMER_V1, EmbedderOptions(extra={"k": "3"})) == 64
+    with pytest.raises(BackendError, match=r"^kmer=v1: k must be a whole number from 1 to 8, got '9'$"):
+        check_backend(KMER_V1, EmbedderOptions(extra={"k": "9"}))
+    with pytest.raises(BackendError, match="has no model files"):
+        check_backend(KMER_V1, EmbedderOptions(model="/models/esm2.pt"))

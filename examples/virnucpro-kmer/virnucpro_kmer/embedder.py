@@ -123,14 +123,8 @@ class KmerEmbedder:
         """Nothing to release: no model, no device memory."""
 
 
-def embedder_from_options(options: EmbedderOptions) -> KmerEmbedder:
-    """Build the embedder the core asked for, refusing options that cannot apply.
-
-    ``extra["k"]`` picks the k-mer length (default 4; the registered ``dim`` of 256 is
-    that of the default). There are no model files, so ``model`` may only be unset or
-    name the same ``kmer-K``. ``device`` and ``precision`` do not apply: the counts
-    are exact float32 computed by numpy on the CPU.
-    """
+def kmer_length(options: EmbedderOptions) -> int:
+    """The k the options ask for, or a one-line BackendError; also the plugin's preflight check."""
     unknown = sorted(set(options.extra) - {"k"})
     if unknown:
         raise BackendError(f"kmer=v1 does not know the option(s) {', '.join(unknown)}; it takes only k (k-mer length, default 4)")
@@ -145,6 +139,18 @@ def embedder_from_options(options: EmbedderOptions) -> KmerEmbedder:
         raise BackendError(
             f"kmer=v1 has no model files (it counts {k}-mers directly), but model {options.model!r} was given; leave the model unset"
         )
+    return k
+
+
+def embedder_from_options(options: EmbedderOptions) -> KmerEmbedder:
+    """Build the embedder the core asked for, refusing options that cannot apply.
+
+    ``extra["k"]`` picks the k-mer length (default 4; the registered ``dim`` of 256 is
+    that of the default). There are no model files, so ``model`` may only be unset or
+    name the same ``kmer-K``. ``device`` and ``precision`` do not apply: the counts
+    are exact float32 computed by numpy on the CPU.
+    """
+    k = kmer_length(options)
     if options.device != "cpu" or options.precision != "fp32":
         log.info("kmer=v1 runs on the CPU in exact float32; device %s and precision %s do not apply", options.device, options.precision)
     return KmerEmbedder(

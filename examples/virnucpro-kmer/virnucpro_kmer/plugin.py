@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from virnucpro_core import hookimpl
-from virnucpro_core.backends import Backend, Embedder, EmbedderOptions
+from virnucpro_core.backends import Backend, BackendOption, Embedder, EmbedderOptions
 
 if TYPE_CHECKING:
     import click
@@ -27,6 +27,13 @@ def make_embedder(options: EmbedderOptions) -> Embedder:
     return embedder_from_options(options)
 
 
+def preflight(options: EmbedderOptions) -> int:
+    """Checked before any stage runs: the options (k, no model file); the width is 4**k."""
+    from virnucpro_kmer.embedder import kmer_length
+
+    return 4 ** kmer_length(options)
+
+
 KMER_V1 = Backend(
     family="kmer",
     version="v1",
@@ -35,6 +42,8 @@ KMER_V1 = Backend(
     factory=make_embedder,
     description="normalised 4-mer frequencies, a fast baseline",
     default_model=f"kmer-{K}",
+    options=(BackendOption("k", "k-mer length, 1 to 8 (default 4); the width is 4**k"),),
+    preflight=preflight,
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -322,3 +323,32 @@ def test_the_default_hub_id_loads_the_pinned_revision_and_checks_its_files(init_
         "and load again"
     )
     assert not (snapshot / "config.json").exists()
+
+
+def test_preflight_finds_the_model_and_its_width_without_loading_it(tiny_dir, tmp_path, monkeypatch):
+    """What the core runs before any stage: a folder's config.json (its hidden_size is the width),
+    or a hub id in the cache, else the same one-line error loading gives."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    from virnucpro_dnabert_v1.loading import preflight
+
+    monkeypatch.setattr("transformers.AutoModel.from_pretrained", lambda *a, **k: pytest.fail("the preflight loaded the model"))
+    width = json.loads((tiny_dir / "config.json").read_text())["hidden_size"]
+    assert preflight(str(tiny_dir)) == width
+    with pytest.raises(ModelError, match=f"^DNABERT-S model folder {tmp_path / 'nowhere'} does not exist"):
+        preflight(str(tmp_path / "nowhere"))
+    with pytest.raises(ModelError, match=r"is not a Hugging Face model folder \(no config\.json\)"):
+        preflight(str(tmp_path))
+    commit = "89abcdef0123456789abcdef0123456789abcdef"
+    root = tmp_path / "hub" / "models--virnucpro-tests--tiny"
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(commit)
+    shutil.copytree(tiny_dir, root / "snapshots" / commit)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert preflight("virnucpro-tests/tiny") == width
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match=r"^DNABERT-S model 'zhihan1996/DNABERT-S' is not in the Hugging Face cache .* "
+                                         r"and downloads are off \(HF_HUB_OFFLINE is set\)"):
+        preflight(None)

@@ -216,6 +216,50 @@ def disable_triton_attention(model: Any) -> int:
     return changed
 
 
+def _model_folder(name: str) -> Path:
+    """A local model folder that has at least its ``config.json``; else one line saying what to put there."""
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        raise ModelError(
+            f"DNABERT-S model folder {folder} does not exist; put the files of {DEFAULT_MODEL} there "
+            f"(config.json, tokenizer files, weights and its *.py remote code) or {DOWNLOAD_HINT}"
+        )
+    if not (folder / "config.json").is_file():
+        raise ModelError(
+            f"{folder} is not a Hugging Face model folder (no config.json); "
+            f"put the files of {DEFAULT_MODEL} there or {DOWNLOAD_HINT}"
+        )
+    return folder
+
+
+def _hidden_size(config: Path) -> int | None:
+    """``hidden_size`` of a ``config.json``: the embedding width, known without loading the model."""
+    import json
+
+    try:
+        value = json.loads(config.read_text(encoding="utf-8")).get("hidden_size")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelError(f"{config}: not a readable Hugging Face config ({_first_line(exc)}); re-copy it from {DEFAULT_MODEL}") from None
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def preflight(model: str | None = None, *, revision: str | None = None) -> int | None:
+    """Check within seconds, without loading anything, that ``model`` can be loaded; its width when known.
+
+    A folder must hold a ``config.json``; a hub id must be in the Hugging Face cache, or
+    downloads must be on and the hub answer one short probe (:func:`require_hub`). The
+    errors are those :func:`load_dnabert` gives, before any stage instead of after one.
+    """
+    name = model or DEFAULT_MODEL
+    if _is_local_reference(name):
+        return _hidden_size(_model_folder(name) / "config.json")
+    snapshot = cached_snapshot(name, revision, required=SNAPSHOT_FILES)
+    if snapshot is not None:
+        return _hidden_size(snapshot / "config.json")
+    require_hub(name, revision, what="DNABERT-S model", hint=f"{DOWNLOAD_HINT}, or give the path of a local model folder")
+    return None
+
+
 def load_dnabert(model: str | None = None, *, revision: str | None = None, attention: str = "torch") -> LoadedDnabert:
     """Load tokenizer and model (fp32, eval mode, on the CPU) from an id or a folder.
 
@@ -231,17 +275,7 @@ def load_dnabert(model: str | None = None, *, revision: str | None = None, atten
         revision = modelset.DNABERT_S_REVISION
     pins = {} if local else modelset.dnabert_pins(name, revision)
     if local:
-        folder = Path(name).expanduser()
-        if not folder.is_dir():
-            raise ModelError(
-                f"DNABERT-S model folder {folder} does not exist; put the files of {DEFAULT_MODEL} there "
-                f"(config.json, tokenizer files, weights and its *.py remote code) or {DOWNLOAD_HINT}"
-            )
-        if not (folder / "config.json").is_file():
-            raise ModelError(
-                f"{folder} is not a Hugging Face model folder (no config.json); "
-                f"put the files of {DEFAULT_MODEL} there or {DOWNLOAD_HINT}"
-            )
+        folder = _model_folder(name)
         source, kwargs = str(folder), {"local_files_only": True}
     elif pins:
         snapshot = resolve_snapshot(name, revision, what="DNABERT-S model", required=PINNED_REQUIRED,

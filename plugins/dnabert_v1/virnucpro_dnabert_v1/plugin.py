@@ -5,15 +5,25 @@ from __future__ import annotations
 from importlib.util import find_spec
 
 from virnucpro_core import hookimpl
-from virnucpro_core.backends import Backend, EmbedderOptions
+from virnucpro_core.backends import Backend, BackendOption, EmbedderOptions
 
 DEFAULT_MODEL = "zhihan1996/DNABERT-S"
+#: What ``--backend-option dnabert:KEY=VALUE`` accepts.
+OPTIONS = (BackendOption("attention", "the remote code's attention: torch (default, as the published features) "
+                         "or its Triton kernel (fp16, old GPUs only)", choices=("torch", "triton")),)
 
 
 def _make_embedder(options: EmbedderOptions):
     from virnucpro_dnabert_v1.embedder import DnabertV1Embedder
 
     return DnabertV1Embedder.from_options(options)
+
+
+def _preflight(options: EmbedderOptions) -> int | None:
+    """Before any stage: the model folder or hub snapshot found (one short probe at most), nothing loaded."""
+    from virnucpro_dnabert_v1.loading import preflight
+
+    return preflight(options.model, revision=options.revision)
 
 
 def _check_available() -> str | None:
@@ -40,5 +50,7 @@ def register_backends(register) -> None:
             default_model=DEFAULT_MODEL,
             requires=("torch", "transformers", "tokenizers"),
             check_available=_check_available,
+            options=OPTIONS,
+            preflight=_preflight,
         )
     )

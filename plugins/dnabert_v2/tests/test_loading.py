@@ -280,3 +280,27 @@ def test_hub_id_not_in_the_cache_offline_is_one_line_error(tmp_path, monkeypatch
     message = str(info.value)
     assert "'zhihan1996/DNABERT-S' at revision abc123 is not in the Hugging Face cache" in message
     assert "HF_HUB_OFFLINE" in message and "\n" not in message
+
+
+def test_preflight_checks_the_files_load_reads_and_gives_the_width_without_loading(mosaic_dir, odd_dir, tmp_path, monkeypatch):
+    """What the core runs before any stage: the same one-line errors as loading, from file checks only."""
+    from virnucpro_dnabert_v2 import loading
+
+    monkeypatch.setattr(loading, "read_checkpoint", lambda folder: pytest.fail("the preflight read the weights"))
+    assert loading.preflight(str(mosaic_dir)) == 32
+    assert loading.preflight(str(odd_dir)) == 24
+    for remove, expected in (("pytorch_model.bin", r"no weights \(model\.safetensors or pytorch_model\.bin\)"),
+                             ("tokenizer.json", r"no tokenizer\.json"),
+                             ("config.json", r"is not a Hugging Face model folder \(no config\.json\)")):
+        folder = copy(mosaic_dir, tmp_path / remove)
+        (folder / remove).unlink()
+        with pytest.raises(ModelError, match=expected):
+            loading.preflight(str(folder))
+    with pytest.raises(ModelError, match=r"does not exist"):
+        loading.preflight(str(tmp_path / "nowhere"))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    _fake_hub_cache(tmp_path / "hub", mosaic_dir, "zhihan1996/DNABERT-S", commit)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert loading.preflight("zhihan1996/DNABERT-S", revision=commit) == 32
+    with pytest.raises(ModelError, match=r"'zhihan1996/DNABERT-S' at revision abc123 is not in the Hugging Face cache"):
+        loading.preflight("zhihan1996/DNABERT-S", revision="abc123")

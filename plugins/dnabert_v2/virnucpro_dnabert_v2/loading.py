@@ -208,6 +208,44 @@ def build_model(config: MosaicConfig, state: dict[str, Any], source: Path) -> tu
     return model.eval(), set_aside
 
 
+def _model_folder(name: str) -> Path:
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        raise ModelError(f"DNABERT-S model folder {folder} does not exist; put the files of {DEFAULT_MODEL} there or {DOWNLOAD_HINT}")
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"{folder} is not a Hugging Face model folder (no config.json); put the files of {DEFAULT_MODEL} there or {DOWNLOAD_HINT}")
+    return folder
+
+
+def _check_files(folder: Path) -> int:
+    """The files :func:`load_dnabert` reads are there and the config is DNABERT-S's; its width."""
+    config = read_config(folder / "config.json")
+    if not (folder / "tokenizer.json").is_file():
+        raise ModelError(f"{folder}: no tokenizer.json; dnabert=v2 reads DNABERT-S's fast-tokenizer file (put the files of {DEFAULT_MODEL} there)")
+    if not any((folder / name).is_file() for name in (SAFETENSORS, SAFETENSORS_INDEX, PICKLE)):
+        raise ModelError(f"{folder}: no weights ({SAFETENSORS} or {PICKLE}); put the files of {DEFAULT_MODEL} there or {DOWNLOAD_HINT}")
+    return config.hidden_size
+
+
+def preflight(model: str | None = None, *, revision: str | None = None) -> int | None:
+    """Check within seconds, without reading weights, that ``model`` can be loaded; its width when known.
+
+    A folder (or a cached hub snapshot) must hold a DNABERT-S ``config.json``, ``tokenizer.json``
+    and a weights file; a hub id not in the cache needs downloads on and a hub that answers
+    one short probe. The errors are those :func:`load_dnabert` gives, before any stage.
+    """
+    from virnucpro_core.hub import cached_snapshot, require_hub
+
+    name = model or DEFAULT_MODEL
+    if is_local_reference(name):
+        return _check_files(_model_folder(name))
+    snapshot = cached_snapshot(name, revision, required=SNAPSHOT_FILES)
+    if snapshot is not None:
+        return _check_files(snapshot)
+    require_hub(name, revision, what="DNABERT-S model", hint=f"{DOWNLOAD_HINT}, or give the path of a local model folder")
+    return None
+
+
 def load_dnabert(model: str | None = None, *, revision: str | None = None) -> LoadedDnabert:
     """Tokenizer and fp32 eval-mode model on the CPU from a folder or a hub id (pinned by ``revision``)."""
     from virnucpro_core import modelset
@@ -215,11 +253,7 @@ def load_dnabert(model: str | None = None, *, revision: str | None = None) -> Lo
     name = model or DEFAULT_MODEL
     pinned = False
     if is_local_reference(name):
-        folder = Path(name).expanduser()
-        if not folder.is_dir():
-            raise ModelError(f"DNABERT-S model folder {folder} does not exist; put the files of {DEFAULT_MODEL} there or {DOWNLOAD_HINT}")
-        if not (folder / "config.json").is_file():
-            raise ModelError(f"{folder} is not a Hugging Face model folder (no config.json); put the files of {DEFAULT_MODEL} there or {DOWNLOAD_HINT}")
+        folder = _model_folder(name)
         commit = None
         model_id = name
     else:

@@ -5,16 +5,32 @@ from __future__ import annotations
 from importlib.util import find_spec
 
 from virnucpro_core import hookimpl
-from virnucpro_core.backends import Backend, EmbedderOptions
+from virnucpro_core.backends import Backend, BackendOption, EmbedderOptions
+
+from virnucpro_dnabert_v2.attention import ATTENTION_CHOICES  # stdlib-only at import time
 
 DEFAULT_MODEL = "zhihan1996/DNABERT-S"
 REQUIRES: tuple[str, ...] = ("torch", "tokenizers", "safetensors", "huggingface_hub")
+#: What ``--backend-option dnabert:KEY=VALUE`` accepts (the embedder reads ``OPTION_KEYS`` of them).
+OPTIONS = (BackendOption("attention", "attention path; auto: flash-attn when it can run here, else SDPA",
+                         choices=tuple(ATTENTION_CHOICES)),)
 
 
 def _make_embedder(options: EmbedderOptions):
     from virnucpro_dnabert_v2.embedder import DnabertV2Embedder
 
     return DnabertV2Embedder.from_options(options)
+
+
+def _preflight(options: EmbedderOptions) -> int | None:
+    """Before any stage: model files found (one short hub probe at most), a forced attention path
+    that cannot run here refused; nothing is loaded."""
+    from virnucpro_dnabert_v2.attention import choose_attention
+    from virnucpro_dnabert_v2.loading import preflight
+
+    width = preflight(options.model, revision=options.revision)
+    choose_attention(options.extra.get("attention", "auto"), str(options.device).split(":")[0], options.precision)
+    return width
 
 
 def _check_available() -> str | None:
@@ -41,5 +57,7 @@ def register_backends(register) -> None:
             default_model=DEFAULT_MODEL,
             requires=REQUIRES,
             check_available=_check_available,
+            options=OPTIONS,
+            preflight=_preflight,
         )
     )

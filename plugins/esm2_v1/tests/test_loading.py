@@ -208,3 +208,64 @@ def test_weights_that_do_not_fit_the_config_are_named(tmp_path):
         load_esm2(str(path))
     assert str(info.value).startswith(f"{path}: its weights do not fit the ESM-2 its config describes (")
     assert "\n" not in str(info.value)
+
+
+def test_preflight_reads_the_width_from_the_config_without_loading_the_weights(tmp_path, torch_home, monkeypatch):
+    """A path or a cached name: the checkpoint's config gives the width; its tensors stay on disk
+    (a memory map), so the check takes the same time for a 3B model as for this tiny one."""
+    from virnucpro_esm2_v1.loading import preflight_checkpoint
+
+    path = write_tiny_esm2(tmp_path)
+    cached = write_tiny_esm2(torch_home / "hub" / "checkpoints")
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(k.get("mmap")) or real_load(*a, **k))
+    assert preflight_checkpoint(str(path)) == 32
+    assert preflight_checkpoint(cached.stem) == 32  # the name, found in fair-esm's cache
+    assert loads == [True, True]
+
+
+def test_preflight_refuses_what_loading_would_refuse_hours_later(tmp_path, torch_home, monkeypatch):
+    import virnucpro_esm2_v1.loading as loading
+    from virnucpro_esm2_v1.loading import preflight_checkpoint
+
+    with pytest.raises(ModelError, match=f"^ESM-2 checkpoint {tmp_path / 'no.pt'} does not exist"):
+        preflight_checkpoint(str(tmp_path / "no.pt"))
+    with pytest.raises(ModelError, match=r"^unknown ESM-2 model 'esm2_t99_huge'"):
+        preflight_checkpoint("esm2_t99_huge")
+    text = tmp_path / "notes.pt"
+    text.write_text("this is not a checkpoint\n")
+    with pytest.raises(ModelError, match=f"^{text}: not a torch checkpoint"):
+        preflight_checkpoint(str(text))
+    plain = tmp_path / "weights.pt"
+    torch.save({"layer.weight": torch.zeros(2, 2)}, plain)
+    with pytest.raises(ModelError, match=f"^{plain}: not a fair-esm ESM-2 checkpoint"):
+        preflight_checkpoint(str(plain))
+    marker = tmp_path / "ran.txt"
+    hostile = tmp_path / "hostile.pt"
+    torch.save(RunsCode(marker), hostile)
+    with pytest.raises(ModelError, match=f"^{hostile}: refused to load"):
+        preflight_checkpoint(str(hostile))
+    assert not marker.exists()
+    # a published name, not cached: one short probe of the download server
+    monkeypatch.setattr(loading, "MODEL_URL", "http://127.0.0.1:9/{name}.pt")
+    with pytest.raises(ModelError, match=r"^ESM-2 model esm2_t6_8M_UR50D is not in .* and http://127.0.0.1:9/esm2_t6_8M_UR50D.pt "
+                                         r"cannot be reached \("):
+        preflight_checkpoint("esm2_t6_8M_UR50D")
+    monkeypatch.setattr("virnucpro_core.hub.url_unreachable_reason", lambda url, timeout=None: None)
+    assert preflight_checkpoint("esm2_t6_8M_UR50D") == 320  # downloadable: the published width
+    assert preflight_checkpoint(None) == 2560  # the default, esm2_t36_3B_UR50D
+
+
+def test_preflight_leaves_a_legacy_checkpoint_to_the_stage(tmp_path):
+    """A pre-zip torch file cannot be memory-mapped: width unknown, checked when loaded."""
+    from virnucpro_esm2_v1.loading import preflight_checkpoint
+
+    path = write_tiny_esm2(tmp_path)
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        data = torch.load(path, weights_only=True)
+    legacy = tmp_path / "legacy.pt"
+    torch.save(data, legacy, _use_new_zipfile_serialization=False)
+    assert preflight_checkpoint(str(legacy)) is None
+    model, _ = load_esm2(str(legacy))
+    assert model.embed_dim == 32

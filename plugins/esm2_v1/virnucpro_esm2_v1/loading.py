@@ -52,6 +52,16 @@ KNOWN_MODELS: tuple[str, ...] = (
     "esm2_t48_15B_UR50D",
 )
 
+#: Their widths (``encoder_embed_dim``), known without reading them (the preflight).
+KNOWN_WIDTHS: dict[str, int] = {
+    "esm2_t6_8M_UR50D": 320,
+    "esm2_t12_35M_UR50D": 480,
+    "esm2_t30_150M_UR50D": 640,
+    "esm2_t33_650M_UR50D": 1280,
+    "esm2_t36_3B_UR50D": 2560,
+    "esm2_t48_15B_UR50D": 5120,
+}
+
 MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 REGRESSION_URL = "https://dl.fbaipublicfiles.com/fair-esm/regression/{name}-contact-regression.pt"
 
@@ -94,12 +104,7 @@ def regression_path_for(checkpoint: Path) -> Path:
 def resolve_checkpoint(model: str, *, download: bool = True, progress: bool = False) -> CheckpointFiles:
     """The files behind ``model`` (a name or a path), downloading a known name if needed."""
     if is_path(model):
-        path = Path(model).expanduser()
-        if not path.is_file():
-            raise ModelError(
-                f"ESM-2 checkpoint {path} does not exist; give the path of a fair-esm .pt file "
-                f"(such as {DEFAULT_MODEL}.pt) or a model name such as {DEFAULT_MODEL}"
-            )
+        path = _existing_path(model)
         regression = regression_path_for(path)
         return CheckpointFiles(path, regression if regression.is_file() else None)
 
@@ -107,11 +112,7 @@ def resolve_checkpoint(model: str, *, download: bool = True, progress: bool = Fa
     path = cache / f"{model}.pt"
     regression = cache / f"{model}-contact-regression.pt"
     if not path.is_file():
-        if model not in KNOWN_MODELS:
-            raise ModelError(
-                f"unknown ESM-2 model {model!r} (not in {cache}); use one of {', '.join(KNOWN_MODELS)}, "
-                "or pass a local fair-esm checkpoint path as the model (--esm-model on predict, --model on embed)"
-            )
+        _require_known(model, cache)
         if not download:
             raise ModelError(_missing_message(model, path, "downloads are disabled"))
         url = MODEL_URL.format(name=model)
@@ -130,6 +131,67 @@ def resolve_checkpoint(model: str, *, download: bool = True, progress: bool = Fa
             except Exception as exc:
                 log.warning("could not download %s (%s); loading %s without its contact head", rurl, _one_line(exc), model)
     return CheckpointFiles(path, regression if regression.is_file() else None)
+
+
+def _existing_path(model: str) -> Path:
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise ModelError(
+            f"ESM-2 checkpoint {path} does not exist; give the path of a fair-esm .pt file "
+            f"(such as {DEFAULT_MODEL}.pt) or a model name such as {DEFAULT_MODEL}"
+        )
+    return path
+
+
+def _require_known(model: str, cache: Path) -> None:
+    if model not in KNOWN_MODELS:
+        raise ModelError(
+            f"unknown ESM-2 model {model!r} (not in {cache}); use one of {', '.join(KNOWN_MODELS)}, "
+            "or pass a local fair-esm checkpoint path as the model (--esm-model on predict, --model on embed)"
+        )
+
+
+def preflight_checkpoint(model: str | None = None) -> int | None:
+    """Check within seconds, without reading weights, that ``model`` can be loaded; its width when known.
+
+    The preflight of ``esm2=v1`` and ``esm2=v2`` (run before any stage): a path must be a
+    fair-esm checkpoint, whose config is read through a memory map (the weights stay on
+    disk); a name must be in fair-esm's cache (checked the same way) or be a published
+    model whose download server answers one short probe. Errors are the one-line
+    :class:`ModelError` loading would give hours later. ``None``: a legacy (pre-zip)
+    torch file, whose config cannot be read without reading all of it.
+    """
+    from virnucpro_core.hub import url_unreachable_reason
+
+    name = model or DEFAULT_MODEL
+    if is_path(name):
+        return _checkpoint_width(_existing_path(name))
+    cache = hub_checkpoint_dir()
+    path = cache / f"{name}.pt"
+    if path.is_file():
+        return _checkpoint_width(path)
+    _require_known(name, cache)
+    url = MODEL_URL.format(name=name)
+    reason = url_unreachable_reason(url)
+    if reason is not None:
+        raise ModelError(_missing_message(name, path, f"{url} cannot be reached ({reason})"))
+    return KNOWN_WIDTHS[name]
+
+
+def _checkpoint_width(path: Path) -> int | None:
+    """``encoder_embed_dim`` of the checkpoint at ``path``, its layout checked, its tensors left on disk."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as handle:
+            if handle.read(1) == b"\x80":  # a legacy torch file (a pickle): checked when the stage loads it
+                return None
+        raise ModelError(f"{path}: not a torch checkpoint (neither a zip archive nor a pickle); "
+                         "the file is damaged or is not a fair-esm .pt file, download it again")
+    data = read_checkpoint(path, mmap=True)
+    _check_esm2_checkpoint(data, path)
+    width = getattr(data["cfg"]["model"], "encoder_embed_dim", None)
+    return int(width) if isinstance(width, int) and width > 0 else None
 
 
 def _missing_message(model: str, path: Path, why: str) -> str:
@@ -169,13 +231,16 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """Unpickle a fair-esm file allowing tensors, containers and ``argparse.Namespace`` only."""
+def read_checkpoint(path: Path, *, mmap: bool = False) -> dict[str, Any]:
+    """Unpickle a fair-esm file allowing tensors, containers and ``argparse.Namespace`` only.
+
+    ``mmap``: tensors stay on disk until touched (zip-format files only), for the preflight.
+    """
     import torch
 
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         what = f"it needs {found.group(1)}" if found else _one_line(exc)

@@ -21,6 +21,13 @@ def make_embedder(options: EmbedderOptions):
     return Esm2V1Embedder.from_options(options)
 
 
+def preflight(options: EmbedderOptions) -> int | None:
+    """Before any stage: the checkpoint found and its layout read, no weights loaded (see loading.py)."""
+    from virnucpro_esm2_v1.loading import preflight_checkpoint
+
+    return preflight_checkpoint(options.model)
+
+
 def check_available() -> str | None:
     """Runs anywhere torch and fair-esm are importable (CPU included)."""
     missing = [dist for module, dist in (("torch", "torch"), ("esm", "fair-esm")) if importlib.util.find_spec(module) is None]
@@ -43,5 +50,6 @@ def register_backends(register) -> None:
             default_model=DEFAULT_MODEL,
             requires=("torch", "fair-esm"),
             check_available=check_available,
+            preflight=preflight,
         )
     )

@@ -116,7 +116,7 @@ def test_embed_command_records_attention_precision_and_packing(tmp_path, tiny_ch
     out = tmp_path / "p.h5"
     result = CliRunner().invoke(cli, ["embed", str(faa), "--backend", "esm2", "--model", str(tiny_checkpoint), "-o", str(out),
                                       "--device", "cpu", "-q", "--batch-tokens", "1500",
-                                      "--backend-option", "attention=sdpa-bucketed", "--backend-option", "colour=blue"])
+                                      "--backend-option", "esm2:attention=sdpa-bucketed"])
     assert result.exit_code == 0, result.output
     with h5py.File(out) as f:
         assert f.attrs["backend"] == "esm2" and f.attrs["version"] == "v2"
@@ -138,7 +138,30 @@ def test_a_malformed_backend_option_is_a_one_line_error(tmp_path, tiny_checkpoin
     result = CliRunner().invoke(cli, ["embed", str(faa), "--backend", "esm2=v2", "--model", str(tiny_checkpoint),
                                       "-o", str(tmp_path / "o.h5"), "--backend-option", "attention"])
     assert result.exit_code == 2
-    assert result.output.startswith("Error: --backend-option 'attention': expected KEY=VALUE")
+    assert result.output.startswith("Error: --backend-option 'attention': expected [FAMILY:]KEY=VALUE")
+
+
+def test_backend_options_are_checked_before_anything_is_written(tmp_path, tiny_checkpoint):
+    """An option esm2=v2 does not take, and a kernel that cannot run on a CPU: one line, no output folder."""
+    from virnucpro_esm2_v2.embedder import OPTION_KEYS
+    from virnucpro_esm2_v2.plugin import OPTIONS
+
+    assert tuple(option.key for option in OPTIONS) == tuple(OPTION_KEYS)  # declared = what the embedder reads
+    faa = tmp_path / "p.faa"
+    faa.write_text(">p\nMKV\n")
+    out = tmp_path / "new" / "o.h5"
+    for option, expected in (
+        ("colour=blue", "Error: --backend-option colour=blue: no backend of this run takes colour (esm2=v2 takes "
+                        "attention=auto|flash-attn|torch-varlen|sdpa-bucketed)\n"),
+        ("esm2:attention=fast", "Error: --backend-option esm2:attention=fast: esm2=v2 takes "
+                                "attention=auto|flash-attn|torch-varlen|sdpa-bucketed\n"),
+        ("esm2:attention=torch-varlen", "Error: esm2=v2: attention=torch-varlen cannot run on cpu in torch.float32: needs CUDA; "
+                                        "choose one of sdpa-bucketed or auto\n"),
+    ):
+        result = CliRunner().invoke(cli, ["embed", str(faa), "--backend", "esm2=v2", "--model", str(tiny_checkpoint),
+                                          "-o", str(out), "--device", "cpu", "-q", "--backend-option", option])
+        assert (result.exit_code, result.output) == (2, expected)
+        assert not out.parent.exists()
 
 
 def test_non_finite_rows_are_refused_with_a_precision_hint(monkeypatch, tmp_path, tiny_checkpoint):

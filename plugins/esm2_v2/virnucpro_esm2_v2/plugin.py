@@ -9,9 +9,14 @@ from __future__ import annotations
 import importlib.util
 
 from virnucpro_core import hookimpl
-from virnucpro_core.backends import Backend, EmbedderOptions
+from virnucpro_core.backends import Backend, BackendOption, EmbedderOptions
 
 from virnucpro_esm2_v1.loading import DEFAULT_MODEL  # stdlib-only at import time
+from virnucpro_esm2_v2.attention import IMPLEMENTATIONS  # stdlib-only at import time
+
+#: What ``--backend-option esm2:KEY=VALUE`` accepts (the embedder reads ``OPTION_KEYS`` of them).
+OPTIONS = (BackendOption("attention", "attention kernel; auto: the best that runs on the device",
+                         choices=("auto", *IMPLEMENTATIONS)),)
 
 
 def make_embedder(options: EmbedderOptions):
@@ -26,6 +31,21 @@ def default_precision(device: str) -> str:
     return "fp16" if str(device).startswith("cuda") else "fp32"
 
 
+def preflight(options: EmbedderOptions) -> int | None:
+    """Before any stage: the checkpoint found (esm2=v1's check), and a forced attention kernel
+    that cannot run on this device in this precision refused; no weights are loaded."""
+    from virnucpro_esm2_v1.loading import preflight_checkpoint
+
+    width = preflight_checkpoint(options.model)
+    attention = options.extra.get("attention")
+    if attention not in (None, "auto"):
+        from virnucpro_core.backends import torch_dtype
+        from virnucpro_esm2_v2.attention import choose
+
+        choose(str(options.device).split(":")[0], torch_dtype(options.precision, "esm2=v2"), attention)
+    return width
+
+
 def check_available() -> str | None:
     """Runs anywhere torch is importable (CPU included); fair-esm is not needed at run time."""
     return None if importlib.util.find_spec("torch") else "pip install torch"
@@ -37,7 +57,7 @@ def describe() -> str:
         "ESM-2 over packed variable-length batches, verified per protein against fair-esm; "
         f"attention: {flash}, else torch varlen_attn on CUDA, else exact SDPA over length buckets (CPU); "
         "precision: fp16 on CUDA, fp32 on CPU (--precision overrides); token budget from free GPU memory "
-        "(CPU 4096); --backend-option attention=flash-attn|torch-varlen|sdpa-bucketed"
+        "(CPU 4096)"
     )
 
 
@@ -55,5 +75,7 @@ def register_backends(register) -> None:
             requires=("torch",),
             check_available=check_available,
             default_precision=default_precision,
+            options=OPTIONS,
+            preflight=preflight,
         )
     )
