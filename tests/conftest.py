@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from virnucpro_core.testing.simcuda.fixture import simcuda  # noqa: F401  (the simulated CUDA device fixture)
+
 DATA = Path(__file__).parent / "data"
 
 

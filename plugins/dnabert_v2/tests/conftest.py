@@ -26,6 +26,8 @@ if _MODULES_CACHE is not None:
 
 import pytest
 
+from virnucpro_core.testing.simcuda.fixture import simcuda  # noqa: F401  (the simulated CUDA device fixture)
+
 GOLDEN = Path(__file__).parent / "data" / "golden"
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from virnucpro_core.testing.simcuda.fixture import simcuda  # noqa: F401  (the simulated CUDA device fixture)
+
 from virnucpro_core.testing.esm2 import write_tiny_esm2
 
 ROOT = Path(__file__).resolve().parents[3]

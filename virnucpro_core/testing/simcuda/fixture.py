@@ -1,6 +1,10 @@
-"""The ``simcuda`` pytest fixture (registered through the ``pytest11`` entry point).
+"""The ``simcuda`` pytest fixture. Import it into your ``conftest.py`` to use it::
 
-::
+    from virnucpro_core.testing.simcuda.fixture import simcuda  # noqa: F401
+
+(It is deliberately not a ``pytest11`` entry point: pytest would then rewrite the
+assertions of every module of the core, ``virnucpro_core.testing.contract`` included.)
+Then::
 
     def test_on_the_second_gpu(simcuda):
         sim = simcuda(devices=2, flash_attn="ok")   # this process and every child it starts
