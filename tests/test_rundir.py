@@ -217,3 +217,28 @@ def test_temporaries_of_a_killed_run_are_removed_when_the_directory_is_opened_ag
         pass
     assert not any(path.exists() for path in stale)
     assert (out / "prepare.txt").read_text() == "prepare"
+
+
+def test_a_full_disk_while_recording_a_failure_does_not_hide_the_failure(tmp_path, monkeypatch):
+    """On a full disk run.json cannot be saved either; the error that stopped the stage
+    (the one naming the file and "No space left on device") must still reach the user."""
+    import errno
+
+    from virnucpro_core import rundir
+    from virnucpro_core.errors import OutputWriteError
+
+    out = tmp_path / "run"
+    disk_full = OutputWriteError(out / "part-000001.h5", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+
+    def stage():
+        def no_room(path, data):
+            raise OutputWriteError(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+
+        monkeypatch.setattr(rundir, "write_json_atomic", no_room)
+        raise disk_full
+
+    with pytest.raises(OutputWriteError) as raised:
+        with open_run(out, "predict", identity(tmp_path)) as run:
+            run.run_stage(Stage("embed", [out / "e.h5"], stage))
+    assert raised.value is disk_full
+    assert not (out / LOCK).exists()

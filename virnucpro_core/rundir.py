@@ -277,12 +277,21 @@ class Run:
             counts = dict(stage.run())
         except BaseException as exc:
             entry.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500], seconds=round(time.monotonic() - start, 3))
-            self.save()
+            self.save_after_failure()
             raise
         entry.update(status="done", finished=_now(), seconds=round(time.monotonic() - start, 3), counts=counts)
         self.save()
         log.info("stage %s: done in %.1f s %s", stage.name, entry["seconds"], counts)
         return counts
+
+    def save_after_failure(self) -> None:
+        """Record a failure if the disk lets us: on a full disk the manifest cannot be written
+        either, and that must not hide the error that stopped the run (``--resume`` works
+        from the manifest as it was)."""
+        try:
+            self.save()
+        except (OSError, VirnucproError) as exc:
+            log.warning("could not record the failure in %s: %s", self.manifest_path, exc)
 
     def finish(self, status: str = "done", **extra: Any) -> None:
         self.manifest["status"] = status
@@ -313,8 +322,9 @@ def open_run(
             yield run
         except BaseException as exc:
             details = getattr(exc, "details", "")  # a worker's traceback: run.json and --log-file only
-            run.finish("interrupted" if type(exc).__name__ == "RunInterrupted" else "failed",
-                       error=f"{type(exc).__name__}: {exc}"[:500], **({"traceback": details} if details else {}))
+            run.manifest.update(status="interrupted" if type(exc).__name__ == "RunInterrupted" else "failed",
+                                error=f"{type(exc).__name__}: {exc}"[:500], **({"traceback": details} if details else {}))
+            run.save_after_failure()
             raise
         if run.manifest.get("status") == "running":
             run.finish("done")
