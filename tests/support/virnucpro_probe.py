@@ -10,6 +10,8 @@ the tests comes from the environment, which every child process inherits:
 - ``PROBE_FAIL``: raise ``RuntimeError`` on a part holding a sequence that contains this text
 - ``PROBE_FAIL_LOAD``: raise in the factory, as a model that cannot be loaded does
 - ``PROBE_PID_DIR``: each process that loads the probe leaves a file named by its pid there
+- ``PROBE_CLOSE_DELAY``: seconds ``close`` takes (a backend slow to release its device), so a
+  test can signal again while a stopped run is still cleaning up
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class ProbeEmbedder:
         return rows
 
     def close(self) -> None:
-        pass
+        time.sleep(float(os.environ.get("PROBE_CLOSE_DELAY", "0")))
 
 
 def make_probe(options: EmbedderOptions) -> ProbeEmbedder:
