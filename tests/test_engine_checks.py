@@ -94,3 +94,44 @@ def test_resume_reuses_only_parts_whose_ids_are_the_inputs(tmp_path):
     assert plan.reused == (0,)
     assert plan.todo == (1, 2)  # other IDs, and the right IDs in another order, are recomputed
     assert plan.total_records == 12 and plan.parts == 3
+
+
+def _shard(folder: Path, index: int, parts: list[int], *, records: int = 50, part_size: int = 20, total: int = 3) -> Path:
+    import json
+
+    from virnucpro_core.engine.parts import part_path
+
+    (folder / "parts").mkdir(parents=True)
+    for p in parts:
+        part_path(folder / "parts", p).write_bytes(b"")  # check_shards looks at presence; contents are checked when read
+    (folder / "shard.json").write_text(json.dumps({
+        "kind": "embed", "shard": {"index": index, "count": 2}, "identity": {"input": "x"},
+        "stages": {"embed": {"parts_dir": "parts", "records": records, "part_size": part_size, "parts_total": total,
+                             "parts": parts}},
+    }))
+    return folder
+
+
+@pytest.mark.parametrize("first, second, message", [
+    (dict(parts=[0]), dict(parts=[2]), "embed: part(s) [1] of 3 are in no shard; rerun the shard jobs with --resume"),
+    (dict(parts=[0, 1]), dict(parts=[1, 2]), "{s1}: part 1 of embed is also in {s0}; give each shard once"),
+    (dict(parts=[0, 2]), dict(parts=[1], records=51),
+     "{s1}: shard made with other settings than {s0} (differs: records/part size); give the shards of one job"),
+    (dict(parts=[0, 2]), dict(parts=[1], part_size=10),
+     "{s1}: shard made with other settings than {s0} (differs: records/part size); give the shards of one job"),
+], ids=["part-in-no-shard", "part-in-two-shards", "records-mismatch", "part-size-mismatch"])
+def test_aggregate_refuses_shards_that_do_not_hold_every_part_exactly_once(tmp_path, first, second, message):
+    from virnucpro_core.engine.shards import check_shards
+    from virnucpro_core.errors import InputError
+
+    s0, s1 = _shard(tmp_path / "s0", 0, **first), _shard(tmp_path / "s1", 1, **second)
+    with pytest.raises(InputError) as refused:
+        check_shards([s0, s1])
+    assert str(refused.value) == message.format(s0=s0, s1=s1)
+
+
+def test_aggregate_accepts_shards_that_hold_every_part_once(tmp_path):
+    from virnucpro_core.engine.shards import check_shards
+
+    shards = check_shards([_shard(tmp_path / "s1", 1, [1]), _shard(tmp_path / "s0", 0, [0, 2])])
+    assert [m.shard.index for m in shards] == [0, 1]
