@@ -6,6 +6,7 @@ result file). Real processes throughout; tiny random models in the real on-disk 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,27 @@ def test_aggregate_refuses_missing_duplicate_and_mismatched_shards(embed_shards,
         assert result.returncode == 1 and not out.exists()
     finally:
         moved.rename(gone)
+
+
+def test_each_torchrun_rank_computes_only_its_share(reads, single_embed, tmp_path, cli):
+    """Identity alone would not notice every rank computing every part (the files are the
+    same bytes): the ranks' own counts must be their shares, p % 2 == rank."""
+    out, log_file = tmp_path / "share.h5", tmp_path / "share.log"
+    result = cli.torchrun("embed", str(reads), "-o", str(out), *EMBED, "--log-file", str(log_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert out.read_bytes() == single_embed.read_bytes()
+    counts = dict(re.findall(r"rank (\d) \(cpu\): (\d+ part\(s\), \d+ sequences)", log_file.read_text()))
+    # 150 records, 8 parts of 20: rank 0 has parts 0 2 4 6 (80 records), rank 1 parts 1 3 5 7 (70)
+    assert counts == {"0": "4 part(s), 80 sequences", "1": "4 part(s), 70 sequences"}
+
+
+def test_a_failure_on_a_rank_other_than_0_fails_the_job_with_its_error(tmp_path, reads_factory, cli):
+    """Record 70 is in part 3, which is rank 1's (3 % 2)."""
+    reads = reads_factory(tmp_path / "reads.fa", 150, marked=70, seed=9)
+    out = tmp_path / "fail1.h5"
+    result = cli.torchrun("embed", str(reads), "-o", str(out), "--backend", "probe=v1", "--checkpoint-every", "20", "-q",
+                          "--device", "cpu", PROBE_FAIL="NNNNNN")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert lines == ["Error: rank 1 (cpu) failed on records 61-80: RuntimeError: probe refuses sequences containing NNNNNN"]
+    assert not out.exists()

@@ -82,7 +82,9 @@ def test_a_killed_worker_stops_the_run_fast_and_resume_gives_the_same_bytes(read
     os.kill(victim, signal.SIGKILL)
     killed = time.monotonic()
     _, stderr = proc.communicate(timeout=60)
-    assert time.monotonic() - killed < 10
+    # the module promises detection within a second (the worker's sentinel); stopping the other
+    # worker and exiting take a little more
+    assert time.monotonic() - killed < 3
     assert proc.returncode == 1
     (line,) = error_lines(stderr)
     assert "Traceback" not in stderr

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -109,8 +110,10 @@ def test_resume_after_a_real_interruption_gives_the_uninterrupted_bytes(tmp_path
     if sig == signal.SIGKILL:
         assert ended.returncode == -signal.SIGKILL
     else:
-        assert ended.returncode != 0, ended.stderr  # the exit status and message of an interrupt are the CLI's business
+        assert ended.returncode == 130, ended.stderr
         assert "Traceback" not in ended.stderr
+        (line,) = [line for line in ended.stderr.splitlines() if line.startswith("interrupted:")]
+        assert re.fullmatch(r"interrupted: \d+ of \d+ parts done \(esm2=v\d\); continue with: virnucpro predict .* --resume", line), line
     assert json.loads((outdir / "run.json").read_text())["status"] != "done"
     left = sorted(p.name for p in parts.glob("part-*.h5"))
     assert left, f"the interrupted run left no part in {parts}"

@@ -261,3 +261,91 @@ def test_force_with_resume_resumes_and_a_foreign_folders_part_files_are_kept(tmp
         run.run_stage(make_stage(out, "prepare", calls))
         run.run_stage(make_stage(out, "embed", calls))
     assert calls == ["prepare", "embed", "embed"]
+
+
+def test_a_full_disk_while_recording_a_failure_does_not_hide_the_failure(tmp_path, monkeypatch):
+    """On a full disk run.json cannot be saved either; the error that stopped the stage
+    (the one naming the file and "No space left on device") must still reach the user."""
+    import errno
+
+    from virnucpro_core import rundir
+    from virnucpro_core.errors import OutputWriteError
+
+    out = tmp_path / "run"
+    disk_full = OutputWriteError(out / "part-000001.h5", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+
+    def stage():
+        def no_room(path, data):
+            raise OutputWriteError(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+
+        monkeypatch.setattr(rundir, "write_json_atomic", no_room)
+        raise disk_full
+
+    with pytest.raises(OutputWriteError) as raised:
+        with open_run(out, "predict", identity(tmp_path)) as run:
+            run.run_stage(Stage("embed", [out / "e.h5"], stage))
+    assert raised.value is disk_full
+    assert not (out / LOCK).exists()
+
+
+def _dead_pid() -> int:
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout)
+
+
+def test_a_lock_is_broken_only_when_its_holder_is_provably_dead_on_this_host(tmp_path):
+    """Shared filesystems: a lock written on another host is never broken (its process may
+    be running there now), whatever its pid means here; on this host a dead pid, a pid
+    reused by another process, or an earlier boot prove the holder gone; a live holder,
+    or one in another pid namespace (a container), is never broken."""
+    from virnucpro_core.rundir import lock_owner
+
+    out = tmp_path / "run"
+    out.mkdir()
+    me = lock_owner()
+    assert me["boot_id"] and me["pid_namespace"] and me["start_time"]  # Linux: every proof is available
+    lock = out / LOCK
+    broken = {
+        "dead pid": dict(me, pid=_dead_pid()),
+        "pid reused by another process": dict(me, start_time=str(int(me["start_time"]) - 1)),
+        "an earlier boot": dict(me, boot_id="00000000-0000-0000-0000-000000000000"),
+    }
+    kept = {
+        "the live holder": dict(me),
+        "a holder in another pid namespace": dict(me, pid=_dead_pid(), pid_namespace="pid:[1]"),
+    }
+    for why, holder in broken.items():
+        lock.write_text(json.dumps(holder))
+        with run_lock(out):
+            assert json.loads(lock.read_text())["start_time"] == me["start_time"], why
+        assert not lock.exists() and not list(out.iterdir()), why
+    for why, holder in kept.items():
+        lock.write_text(json.dumps(holder))
+        with pytest.raises(RunLockedError, match=rf"in use by process {holder['pid']} on {me['host']} .*delete {lock}\)$"):
+            with run_lock(out):
+                pass
+        assert json.loads(lock.read_text()) == holder, why
+    other_host = dict(me, host="node17", pid=_dead_pid())
+    lock.write_text(json.dumps(other_host))
+    with pytest.raises(RunLockedError) as refused:
+        with run_lock(out):
+            pass
+    assert str(refused.value) == (
+        f"{out} is in use by process {other_host['pid']} on node17 since {me['since']}; wait for it or choose another -o "
+        f"(a process on another host cannot be checked from {me['host']}: if no virnucpro runs on node17 any more, delete {lock})"
+    )
+    assert json.loads(lock.read_text()) == other_host
+
+
+def test_two_runs_recovering_one_stale_lock_do_not_remove_each_others(tmp_path):
+    from virnucpro_core.rundir import _break_stale_lock, lock_owner
+
+    out = tmp_path / "run"
+    out.mkdir()
+    lock = out / LOCK
+    stale = json.dumps(dict(lock_owner(), pid=_dead_pid()))
+    fresh = json.dumps(lock_owner())
+    lock.write_text(fresh)  # another run broke the stale lock and took its own before this one acted
+    assert _break_stale_lock(lock, stale) is False
+    assert lock.read_text() == fresh and sorted(p.name for p in out.iterdir()) == [LOCK]
+    lock.write_text(stale)
+    assert _break_stale_lock(lock, stale) is True and not lock.exists()

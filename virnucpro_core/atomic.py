@@ -2,17 +2,24 @@
 
 Write to a temporary name in the same directory, flush and fsync, then
 ``os.replace``. On any exception the temporary file is removed and the previous
-content of the final name (if any) is untouched.
+content of the final name (if any) is untouched. A full disk (or quota) while writing
+becomes :class:`~virnucpro_core.errors.OutputWriteError`, one line naming the final path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
+
+from virnucpro_core.errors import OutputWriteError
+
+#: errors that mean "this filesystem cannot take more", whatever call hit them
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def temp_path_for(path: Path) -> Path:
@@ -47,14 +54,24 @@ def fsync_path(path: Path) -> None:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path; on success it is fsynced and renamed to ``path``."""
     path = Path(path)
-    tmp = temp_path_for(path)
+    try:
+        tmp = temp_path_for(path)
+    except OSError as exc:
+        if exc.errno in DISK_FULL:
+            raise OutputWriteError(path, exc) from None
+        raise
     try:
         yield tmp
-        fsync_path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
+        try:
+            fsync_path(tmp)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OutputWriteError(path, exc) from None
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            raise OutputWriteError(path, exc) from None
         raise
 
 

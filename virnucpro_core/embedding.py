@@ -147,6 +147,8 @@ def embed_fasta(
             bar.close()
     except RunInterrupted as exc:
         total_parts = plan.parts if plan is not None else "?"
+        # counted on disk: under torchrun the other ranks' parts never pass through on_part here
+        done_parts = max(done_parts, min(len(finished_parts(parts_dir)), plan.parts if plan is not None else 0))
         raise exc.with_progress(f"{done_parts} of {total_parts} parts done ({backend.key})") from None
     except BaseException:
         if not finished_parts(parts_dir):

@@ -33,3 +33,18 @@ class ConfigError(VirnucproError):
 
 class RunLockedError(VirnucproError):
     """Another live process holds the run directory."""
+
+
+class OutputWriteError(VirnucproError):
+    """Writing an output failed (a full disk, a quota, an I/O error). The file being written
+    is discarded, never left under its final name, and what was finished before is intact,
+    so the user frees space and runs again (``--resume`` keeps the finished parts)."""
+
+    def __init__(self, path: object, exc: OSError) -> None:
+        self.path = str(path)
+        self.errno = exc.errno
+        self.strerror = exc.strerror or str(exc)
+        super().__init__(
+            f"{self.path}: {self.strerror}; free space there, then run the command again "
+            "(predict and embed: with --resume, which keeps the finished parts)"
+        )

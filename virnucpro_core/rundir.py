@@ -61,32 +61,123 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def _boot_id() -> str | None:
+    """Changes at every boot (Linux): a lock from an earlier boot of this host is stale."""
+    return _read_text("/proc/sys/kernel/random/boot_id")
+
+
+def _pid_namespace() -> str | None:
+    """Processes of another container (another pid namespace) cannot be checked from here."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _start_time(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot), so a reused pid is not taken for the holder."""
+    stat = _read_text(f"/proc/{pid}/stat")
+    if not stat:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # after "pid (comm)", which may hold spaces
+    return fields[19] if len(fields) > 19 else None
+
+
+def lock_owner() -> dict[str, Any]:
+    """What a lock records about its holder: enough to prove, on the same host, that it is dead."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "boot_id": _boot_id(), "pid_namespace": _pid_namespace(),
+            "start_time": _start_time(os.getpid()), "since": _now()}
+
+
+def owner_is_dead(holder: Mapping[str, Any], me: Mapping[str, Any]) -> bool:
+    """``True`` only when the holder is provably gone: same host and (a later boot, or the
+    same pid namespace and its pid dead or reused). A holder on another host is never
+    judged from here: on a shared filesystem it may be running right now."""
+    pid = holder.get("pid")
+    if holder.get("host") != me["host"] or not isinstance(pid, int):
+        return False
+    if holder.get("boot_id") and me.get("boot_id") and holder["boot_id"] != me["boot_id"]:
+        return True
+    if holder.get("pid_namespace") and me.get("pid_namespace") and holder["pid_namespace"] != me["pid_namespace"]:
+        return False  # (a lock of an older virnucpro has no namespace: its pid is checked as before)
+    if not _pid_alive(pid):
+        return True
+    started = holder.get("start_time")
+    return bool(started) and _start_time(pid) not in (None, started)
+
+
+def _break_stale_lock(lock: Path, seen: str) -> bool:
+    """Remove the stale lock whose text was ``seen``, unless another process replaced it
+    meanwhile (two runs recovering the same stale lock must not remove each other's)."""
+    aside = lock.with_name(f"{lock.name}.stale-{os.getpid()}")
+    try:
+        os.rename(lock, aside)
+    except FileNotFoundError:
+        return True  # another process removed it first
+    if _read_text(str(aside)) == seen.strip():
+        aside.unlink(missing_ok=True)
+        return True
+    try:  # we took a fresh lock of another run: put it back
+        os.link(aside, lock)
+    except OSError:
+        pass
+    aside.unlink(missing_ok=True)
+    return False
+
+
 @contextlib.contextmanager
 def run_lock(outdir: Path, lock: Path | None = None) -> Iterator[None]:
-    """Hold ``OUTDIR/.virnucpro.lock`` (or ``lock``) for the duration; recover the lock of a dead process."""
+    """Hold ``OUTDIR/.virnucpro.lock`` (or ``lock``) for the duration.
+
+    The lock records host, boot id, pid namespace, pid and the pid's start time. A lock
+    whose holder is provably dead on this host (:func:`owner_is_dead`: killed with -9,
+    the node rebooted) is removed; a live holder's lock, and any lock written on another
+    host, is never broken: the error says how to remove it by hand.
+    """
     lock = lock or outdir / LOCK
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
-    for _ in range(2):
+    me = lock_owner()
+    for _ in range(5):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             try:
-                holder = json.loads(lock.read_text() or "{}")
-            except (OSError, ValueError):
-                holder = {}
-            pid, host = holder.get("pid"), holder.get("host")
-            if host == me["host"] and isinstance(pid, int) and not _pid_alive(pid):
-                log.warning("removing stale lock of dead process %s in %s", pid, outdir)
-                with contextlib.suppress(FileNotFoundError):
-                    lock.unlink()
+                seen = lock.read_text()
+                holder = json.loads(seen or "{}")
+            except FileNotFoundError:
                 continue
+            except (OSError, ValueError):
+                seen, holder = "", {}
+            if not isinstance(holder, dict):
+                holder = {}
+            if owner_is_dead(holder, me):
+                log.warning("removing the lock of process %s, which no longer runs on %s, in %s", holder.get("pid"),
+                            me["host"], outdir)
+                _break_stale_lock(lock, seen)
+                continue
+            pid, host, since = holder.get("pid"), holder.get("host"), holder.get("since", "?")
+            if host == me["host"]:
+                raise RunLockedError(
+                    f"{outdir} is in use by process {pid} on {host} since {since}; wait for it or choose another -o "
+                    f"(if that run is gone, delete {lock})"
+                ) from None
             raise RunLockedError(
-                f"{outdir} is in use by process {pid} on {host} since {holder.get('since', '?')}; "
-                f"wait for it or choose another -o (if that run is gone, delete {lock})"
+                f"{outdir} is in use by process {pid} on {host} since {since}; wait for it or choose another -o "
+                f"(a process on another host cannot be checked from {me['host']}: if no virnucpro runs on {host} any more, "
+                f"delete {lock})"
             ) from None
         with os.fdopen(fd, "w") as handle:
             json.dump(me, handle)
         break
+    else:
+        raise RunLockedError(f"{outdir}: could not take the lock {lock}; another run is starting there, try again")
     try:
         yield
     finally:
@@ -306,13 +397,22 @@ class Run:
             counts = dict(stage.run())
         except BaseException as exc:
             entry.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500], seconds=round(time.monotonic() - start, 3))
-            self.save()
+            self.save_after_failure()
             raise
         entry.update(status="done", finished=_now(), seconds=round(time.monotonic() - start, 3), counts=counts)
         self.save()
         described = describe_counts(counts)
         log.info("stage %s: done in %.1f s%s", stage.name, entry["seconds"], f" ({described})" if described else "")
         return counts
+
+    def save_after_failure(self) -> None:
+        """Record a failure if the disk lets us: on a full disk the manifest cannot be written
+        either, and that must not hide the error that stopped the run (``--resume`` works
+        from the manifest as it was)."""
+        try:
+            self.save()
+        except (OSError, VirnucproError) as exc:
+            log.warning("could not record the failure in %s: %s", self.manifest_path, exc)
 
     def finish(self, status: str = "done", **extra: Any) -> None:
         self.manifest["status"] = status
@@ -353,8 +453,9 @@ def open_run(
                 yield run
             except BaseException as exc:
                 details = getattr(exc, "details", "")  # a worker's traceback: run.json and --log-file only
-                run.finish("interrupted" if type(exc).__name__ == "RunInterrupted" else "failed",
-                           error=f"{type(exc).__name__}: {exc}"[:500], **({"traceback": details} if details else {}))
+                run.manifest.update(status="interrupted" if type(exc).__name__ == "RunInterrupted" else "failed",
+                                    error=f"{type(exc).__name__}: {exc}"[:500], **({"traceback": details} if details else {}))
+                run.save_after_failure()
                 nothing_done = not any(s.get("status") == "done" for s in run.manifest.get("stages", {}).values())
                 raise
             if run.manifest.get("status") == "running":

@@ -13,6 +13,8 @@ the tests comes from the environment, which every child process inherits:
 - ``PROBE_DEVICE_DIR``: each process that loads the probe leaves ``<pid>.json`` there with
   the device it was given and, on CUDA, the process's current device at load time
   (so the engine's binding of devices is tested, also under the simulated CUDA device)
+- ``PROBE_CLOSE_DELAY``: seconds ``close`` takes (a backend slow to release its device), so a
+  test can signal again while a stopped run is still cleaning up
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class ProbeEmbedder:
         return rows
 
     def close(self) -> None:
-        pass
+        time.sleep(float(os.environ.get("PROBE_CLOSE_DELAY", "0")))
 
 
 def make_probe(options: EmbedderOptions) -> ProbeEmbedder:

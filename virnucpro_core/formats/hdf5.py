@@ -11,6 +11,9 @@ Layout (``format_version`` 1)::
 IDs and embeddings live in one file so they can never drift apart, and a file exists
 under its final name only once complete: :class:`Hdf5Writer` writes to a temporary
 name beside the target and :meth:`Hdf5Writer.commit` flushes, fsyncs and renames it.
+HDF5 writes through :class:`~virnucpro_core.formats.hdf5_io.GuardedFile`, so a full disk
+is one line naming the file (:class:`~virnucpro_core.errors.OutputWriteError`), never
+the segfault HDF5 gives when a close fails.
 A reader therefore never has to guess whether a file is partial; anything it cannot
 read is refused with one line naming the file and what is wrong.
 
@@ -27,10 +30,11 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from virnucpro_core.atomic import fsync_path, temp_path_for
-from virnucpro_core.errors import InputError, VirnucproError
+from virnucpro_core.atomic import DISK_FULL, temp_path_for
+from virnucpro_core.errors import InputError, OutputWriteError, VirnucproError
 from virnucpro_core.formats.base import CommitOnExit, EmbeddingMeta
 from virnucpro_core.formats.checks import check_batch
+from virnucpro_core.formats.hdf5_io import GuardedFile
 
 FORMAT_VERSION = 1
 IDS = "ids"
@@ -73,11 +77,14 @@ class Hdf5Writer(CommitOnExit):
         try:
             self._tmp = temp_path_for(self.path)
         except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise OutputWriteError(self.path, exc) from None
             raise VirnucproError(f"cannot create {self.path}: {exc.strerror or exc}; check that the folder exists and is writable") from None
         self.rows = 0
         self._done = False
         try:
-            self._file = h5py.File(self._tmp, "w")
+            self._raw = GuardedFile(self._tmp)  # a full disk must not reach HDF5 (see formats/hdf5_io.py)
+            self._file = h5py.File(self._raw, "w")
             self._ids = self._file.create_dataset(
                 IDS, shape=(0,), maxshape=(None,), dtype=h5py.string_dtype("utf-8"), chunks=(chunk_rows(64),)
             )
@@ -111,6 +118,14 @@ class Hdf5Writer(CommitOnExit):
         self._ids[start:stop] = np.array(ids, dtype=object)
         self._emb[start:stop] = array
         self.rows = stop
+        self._check_io()
+
+    def _check_io(self) -> None:
+        """Raise the write error the guarded file recorded (the file is then discarded)."""
+        if self._raw.error is not None:
+            error = OutputWriteError(self.path, self._raw.error)
+            self.abort()
+            raise error
 
     def commit(self) -> None:
         """Close, fsync and rename the temporary file to ``path``."""
@@ -118,8 +133,13 @@ class Hdf5Writer(CommitOnExit):
             return
         try:
             self._file.close()
-            fsync_path(self._tmp)
+            self._raw.fsync()
+            self._raw.close()
+            self._check_io()
             os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self.abort()
+            raise OutputWriteError(self.path, exc) from None
         except BaseException:
             self.abort()
             raise
@@ -134,6 +154,9 @@ class Hdf5Writer(CommitOnExit):
         if file is not None:
             with contextlib.suppress(Exception):
                 file.close()
+        raw = getattr(self, "_raw", None)
+        if raw is not None:
+            raw.close()
         with contextlib.suppress(FileNotFoundError):
             self._tmp.unlink()
 
@@ -266,9 +289,15 @@ def set_warning(path: str | Path, text: str) -> None:
     made again), then fsync."""
     import h5py
 
-    with h5py.File(path, "r+") as f:
-        f.attrs[WARNING_ATTR] = text
-    fsync_path(Path(path))
+    raw = GuardedFile(path, "r+b")  # a full disk must not reach HDF5 (see formats/hdf5_io.py)
+    try:
+        with h5py.File(raw, "r+") as f:
+            f.attrs[WARNING_ATTR] = text
+        raw.fsync()
+    finally:
+        raw.close()
+    if raw.error is not None:
+        raise OutputWriteError(path, raw.error)
 
 
 def read_warning(path: str | Path) -> str | None:

@@ -352,3 +352,25 @@ def test_preflight_finds_the_model_and_its_width_without_loading_it(tiny_dir, tm
     with pytest.raises(ModelError, match=r"^DNABERT-S model 'zhihan1996/DNABERT-S' is not in the Hugging Face cache .* "
                                          r"and downloads are off \(HF_HUB_OFFLINE is set\)"):
         preflight(None)
+
+
+def test_a_checkpoint_with_only_unexpected_keys_is_one_line_model_error(model_dir, tmp_path):
+    """transformers loads such a checkpoint with a multi-line report and random weights;
+    the rows would be meaningless, so it is refused in one line naming a missing key."""
+    import shutil
+
+    broken = tmp_path / "renamed"
+    shutil.copytree(model_dir, broken)
+    weights = next(p for p in broken.iterdir() if p.name in ("model.safetensors", "pytorch_model.bin"))
+    if weights.suffix == ".safetensors":
+        from safetensors.torch import load_file, save_file
+
+        save_file({f"unrelated.{k}": v for k, v in load_file(weights).items()}, weights, metadata={"format": "pt"})
+    else:
+        torch.save({f"unrelated.{k}": v for k, v in torch.load(weights, weights_only=True).items()}, weights)
+    with pytest.raises(ModelError) as info:
+        load_dnabert(str(broken))
+    message = str(info.value)
+    assert message.startswith(f"{broken}: the weights do not fit DNABERT-S's encoder (") and " missing, e.g. " in message
+    assert "unexpected, e.g. 'unrelated." in message
+    assert message.endswith("); the files are damaged or not a DNABERT-S checkpoint") and "\n" not in message

@@ -183,18 +183,34 @@ def _load_model(source: str, kwargs: dict[str, Any], weights: dict[str, Any]) ->
     config = AutoConfig.from_pretrained(source, trust_remote_code=True, **kwargs)
     reference = (getattr(config, "auto_map", None) or {}).get("AutoModel")
     if reference is None:
-        return AutoModel.from_pretrained(source, config=config, trust_remote_code=True, **kwargs, **weights)
+        return _checked(source, *AutoModel.from_pretrained(source, config=config, trust_remote_code=True,
+                                                           output_loading_info=True, **kwargs, **weights))
     from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
     log.info("DNABERT-S: running the model's own Python code (trust_remote_code: %s) from %s%s; "
              "only load models you trust (SECURITY.md)", reference, source,
              f" at revision {kwargs['revision']}" if kwargs.get("revision") else "")
     model_class = get_class_from_dynamic_module(reference, source, **kwargs)
-    model, info = eager_init(model_class).from_pretrained(source, config=config, output_loading_info=True,
-                                                          **kwargs, **weights)
+    return _checked(source, *eager_init(model_class).from_pretrained(source, config=config, output_loading_info=True,
+                                                                     **kwargs, **weights))
+
+
+def _checked(source: str, model: Any, info: dict[str, Any]) -> Any:
+    """Refuse weights that leave the encoder randomly initialised. ``from_pretrained`` only
+    reports missing keys (a multi-line table, then it runs with random weights), so a
+    checkpoint whose keys are all unexpected would give meaningless rows without an error.
+    The pooler is not used (the rows are mean-pooled), so its absence is fine (logged)."""
     if set(info.get("missing_keys") or ()) == POOLER:
         log.info("DNABERT-S %s: the checkpoint has no pooler (pooler.dense.*), as masked-LM and add_pooling_layer=False "
                  "exports; mean pooling does not use it", source)
+    missing = sorted(key for key in info.get("missing_keys", ()) if not key.startswith("pooler."))
+    if missing:
+        unexpected = sorted(info.get("unexpected_keys", ()))
+        raise ModelError(
+            f"{source}: the weights do not fit DNABERT-S's encoder ({len(missing)} missing, e.g. {missing[0]!r}"
+            + (f"; {len(unexpected)} unexpected, e.g. {unexpected[0]!r}" if unexpected else "")
+            + "); the files are damaged or not a DNABERT-S checkpoint"
+        )
     return model
 
 
@@ -302,6 +318,8 @@ def load_dnabert(model: str | None = None, *, revision: str | None = None, atten
         raise _remote_code_error(name, exc) from exc
     try:
         loaded = _load_model(source, kwargs, {"use_safetensors": False} if pins else {})
+    except ModelError:
+        raise
     except OSError as exc:
         raise _missing_model_error(name, revision, exc, local=local) from exc
     except Exception as exc:
