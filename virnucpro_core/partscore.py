@@ -132,6 +132,17 @@ class RawPart:
         raise AssertionError(f"rows {start}-{stop} are not at an edge of the part ({a}-{b} are scored); this is a bug")
 
 
+def raw_part(first_row: int, ids: tuple[str, ...], features: np.ndarray, interior: tuple[int, int], mlp: Any, device: str,
+             widths: Mapping[str, Any]) -> RawPart:
+    """Score the whole batches ``interior`` of a part's ``features``; keep the edge rows' features."""
+    from virnucpro_core.classifier import score
+
+    a, b = interior
+    # from a batch boundary: score() cuts the rows at SCORE_BATCH, the batches classify scores
+    scores = score(mlp, features[a - first_row : b - first_row], device=device, batch_size=SCORE_BATCH)
+    return RawPart(first_row, tuple(ids), (a, b), scores, features[: a - first_row], features[b - first_row :], widths)
+
+
 def write_raw(path: Path, raw: RawPart) -> None:
     import h5py
 
@@ -291,7 +302,6 @@ class ScoreWork:
         return f"{self.nucleotide.model_id} + {self.protein.model_id}"
 
     def compute(self, task: ScoreTask, progress: Callable[[int], None]) -> None:
-        from virnucpro_core.classifier import score
         from virnucpro_core.engine.parts import embed_rows, write_part
 
         nuc = embed_rows(self.nucleotide, self.nucleotide_backend, task.ids, task.nucleotide, lambda n: None)
@@ -302,13 +312,9 @@ class ScoreWork:
             write_part(task.protein_part, self.protein, self.protein_backend, task.ids, prot)
         features = np.concatenate([nuc, prot], axis=1)  # nucleotide columns first, as the merge
         del nuc, prot
-        start = task.first_record - 1
-        a, b = task.interior
         widths = {"nucleotide": [self.nucleotide.dim, str(self.nucleotide.model_id)],
                   "protein": [self.protein.dim, str(self.protein.model_id)]}
-        # whole batches from a batch boundary: score() cuts them at SCORE_BATCH, as classify does
-        scores = score(self.mlp, features[a - start : b - start], device=self.device, batch_size=SCORE_BATCH)
-        write_raw(task.path, RawPart(start, task.ids, (a, b), scores, features[: a - start], features[b - start :], widths))
+        write_raw(task.path, raw_part(task.first_record - 1, task.ids, features, task.interior, self.mlp, self.device, widths))
 
     def close(self) -> None:
         try:
