@@ -1,6 +1,7 @@
 """Identity across ways of running: 1 process, 2 CPU workers, torchrun with 2 CPU ranks, and
-2 array-job shards joined by ``virnucpro aggregate`` give the same bytes (embeddings and every
-result file). Real processes throughout; tiny random models in the real on-disk formats.
+2 array-job shards joined by ``virnucpro aggregate`` give the same bytes (every result file, and
+the embedding files with ``--keep-embeddings``), with every input frame scored exactly once.
+Real processes throughout; tiny random models in the real on-disk formats.
 """
 
 from __future__ import annotations
@@ -14,66 +15,93 @@ import pytest
 from virnucpro_core.registry import load_registry
 
 DATA = Path(__file__).parent / "data"
-LAMBDA = DATA / "genomes" / "lambda_NC_001416.fa.gz"
-RESULTS = ("prediction_results.txt", "prediction_results_highestscore.csv", "sequence_summary.tsv", "viral_sequences.fa",
-           "embeddings/nucleotide.h5", "embeddings/protein.h5")
+RESULTS = ("prediction_results.txt", "prediction_results_highestscore.csv", "sequence_summary.tsv", "viral_sequences.fa")
+EMBEDDINGS = ("embeddings/nucleotide.h5", "embeddings/protein.h5")
 _installed = {b.key for b in load_registry().list_backends()}
 needs_plugins = pytest.mark.skipif(not {"esm2=v1", "dnabert=v1", "kmer=v1"} <= _installed,
                                    reason="needs the first-party plugins and virnucpro-kmer (pip install -r requirements-dev.txt)")
 pytestmark = needs_plugins
 
 
-def assert_same_results(run: Path, reference: Path) -> None:
-    for name in RESULTS:
+def assert_same_results(run: Path, reference: Path, *, kept: bool = False) -> None:
+    """The bytes of ``reference``, and against the input: every prepared frame scored exactly once, in order."""
+    for name in RESULTS + (EMBEDDINGS if kept else ()):
         assert (run / name).read_bytes() == (reference / name).read_bytes(), name
+    assert kept == (run / "embeddings").exists()
+    frames = [line[1:].split()[0] for line in next((run / "prepare").glob("*_identified_protein.faa")).read_text().splitlines()
+              if line.startswith(">")]
+    scored = [line.split("\t")[0] for line in (run / "prediction_results.txt").read_text().splitlines()[1:]]
+    assert scored == frames and len(set(frames)) == len(frames) == FRAMES
 
 
-PREDICT = ("--checkpoint-every", "10", "--threads", "1", "-q")
+#: 400 reads give 317 frames: 6 parts of 60, with MLP batches (256 rows) across part boundaries
+PREDICT = ("--checkpoint-every", "60", "--threads", "1", "-q")
+FRAMES = 317
+PARTS = 6
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory, tiny_models, cli) -> Path:
+def predict_input(tmp_path_factory, reads_factory) -> Path:
+    return reads_factory(tmp_path_factory.mktemp("predict") / "reads.fa", 400, marked=0, seed=3)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory, tiny_models, predict_input, cli) -> Path:
     out = tmp_path_factory.mktemp("single") / "run"
-    result = cli.run("predict", str(LAMBDA), "-o", str(out), "--models-dir", str(tiny_models), "--device", "cpu", *PREDICT)
+    result = cli.run("predict", str(predict_input), "-o", str(out), "--models-dir", str(tiny_models), "--device", "cpu", *PREDICT)
     assert result.returncode == 0, result.stderr
     return out
 
 
-def test_predict_on_two_cpu_workers_is_identical_to_one_process(single, tiny_models, tmp_path, cli):
+@pytest.fixture(scope="module")
+def single_kept(tmp_path_factory, tiny_models, predict_input, single, cli) -> Path:
+    out = tmp_path_factory.mktemp("kept") / "run"
+    result = cli.run("predict", str(predict_input), "-o", str(out), "--models-dir", str(tiny_models), "--device", "cpu",
+                     "--keep-embeddings", *PREDICT)
+    assert result.returncode == 0, result.stderr
+    for name in RESULTS:  # keeping the embeddings changes no result
+        assert (out / name).read_bytes() == (single / name).read_bytes(), name
+    return out
+
+
+def test_predict_on_two_cpu_workers_is_identical_to_one_process(single, tiny_models, predict_input, tmp_path, cli):
     out = tmp_path / "workers"
-    result = cli.run("predict", str(LAMBDA), "-o", str(out), "--models-dir", str(tiny_models), "--devices", "cpu,cpu", *PREDICT)
+    result = cli.run("predict", str(predict_input), "-o", str(out), "--models-dir", str(tiny_models), "--devices", "cpu,cpu", *PREDICT)
     assert result.returncode == 0, result.stderr
     assert_same_results(out, single)
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["info"]["runtime"]["devices"] == ["cpu", "cpu"]
-    workers = manifest["counts"]["embed_protein"]["workers"]
-    assert sum(w["sequences"] for w in workers.values()) == manifest["counts"]["prepare"]["frames"]
+    workers = manifest["counts"]["classify"]["workers"]
+    assert sum(w["sequences"] for w in workers.values()) == manifest["counts"]["prepare"]["frames"] == FRAMES
 
 
-def test_predict_under_torchrun_with_two_cpu_ranks_is_identical(single, tiny_models, tmp_path, cli):
+def test_predict_under_torchrun_with_two_cpu_ranks_is_identical(single_kept, tiny_models, predict_input, tmp_path, cli):
     out = tmp_path / "ranks"
-    result = cli.torchrun("predict", str(LAMBDA), "-o", str(out), "--models-dir", str(tiny_models), "--device", "cpu", *PREDICT)
+    result = cli.torchrun("predict", str(predict_input), "-o", str(out), "--models-dir", str(tiny_models), "--device", "cpu",
+                          "--keep-embeddings", *PREDICT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert_same_results(out, single)
+    assert_same_results(out, single_kept, kept=True)
     assert result.stdout.count("frames scored") == 1  # rank 0 reports; the other rank exits quietly
     assert json.loads((out / "run.json").read_text())["status"] == "done"
 
 
-def test_predict_shards_and_aggregate_give_the_single_run(single, tiny_models, tmp_path, cli):
+@pytest.mark.parametrize("keep", [(), ("--keep-embeddings",)], ids=["default", "keeping-embeddings"])
+def test_predict_shards_and_aggregate_give_the_single_run(single, single_kept, tiny_models, predict_input, tmp_path, cli, keep):
     shards = [tmp_path / f"shard{i}" for i in range(2)]
     for i, shard in enumerate(shards):
-        result = cli.run("predict", str(LAMBDA), "-o", str(shard), "--models-dir", str(tiny_models), "--device", "cpu",
-                           "--shard", f"{i}/2", *PREDICT)
+        result = cli.run("predict", str(predict_input), "-o", str(shard), "--models-dir", str(tiny_models), "--device", "cpu",
+                         "--shard", f"{i}/2", *keep, *PREDICT)
         assert result.returncode == 0, result.stderr
         assert not (shard / "prediction_results.txt").exists()
-        held = json.loads((shard / "shard.json").read_text())["stages"]["embed_protein"]["parts"]
-        assert held == [p for p in range(5) if p % 2 == i]
+        stages = json.loads((shard / "shard.json").read_text())["stages"]
+        assert sorted(stages) == (["embed_nucleotide", "embed_protein", "score"] if keep else ["score"])
+        assert all(stage["parts"] == [p for p in range(PARTS) if p % 2 == i] for stage in stages.values())
     out = tmp_path / "joined"
     result = cli.run("aggregate", *map(str, shards), "-o", str(out), "-q")
     assert result.returncode == 0, result.stderr
-    assert_same_results(out, single)
+    assert_same_results(out, single_kept if keep else single, kept=bool(keep))
     manifest = json.loads((out / "run.json").read_text())
-    assert manifest["status"] == "done" and manifest["counts"]["classify"]["frames_scored"] == 45
+    assert manifest["status"] == "done" and manifest["counts"]["classify"]["frames_scored"] == FRAMES
 
 
 @pytest.fixture(scope="module")

@@ -63,7 +63,7 @@ def two_genomes(tmp_path_factory) -> Path:
 def run(tmp_path_factory, two_genomes, tiny_models) -> tuple[Path, object]:
     outdir = tmp_path_factory.mktemp("run") / "out"
     result = CliRunner().invoke(cli, ["predict", str(two_genomes), "-o", str(outdir), "--models-dir", str(tiny_models),
-                                      "--device", "cpu", "-q", "--checkpoint-every", "100"])
+                                      "--device", "cpu", "-q", "--checkpoint-every", "100", "--keep-embeddings"])
     return outdir, result
 
 
@@ -95,8 +95,8 @@ def test_predict_writes_every_output_with_consistent_counts(run, two_genomes):
     assert manifest["info"]["architecture"] == f"{_ESM2.describe()}, dnabert=v2 (virnucpro-dnabert-v2 0.1.0)"
     counts = manifest["counts"]
     assert counts["prepare"]["sequences"] == 3 and counts["prepare"]["frames"] == len(frames)
-    assert counts["embed_nucleotide"]["sequences"] == counts["embed_protein"]["sequences"] == len(frames)
-    assert counts["embed_protein"]["parts_computed"] == -(-len(frames) // 100)
+    assert counts["classify"]["parts_computed"] == -(-len(frames) // 100)
+    assert counts["classify"]["nucleotide"]["dim"] == counts["classify"]["protein"]["dim"] == 32
     assert counts["classify"]["frames_scored"] == len(frames) and counts["classify"]["chunks"] == len(chunks)
     assert manifest["warning"].startswith("RANDOM TINY MODELS")
     assert "NOT biologically meaningful" in (outdir / "WARNING_TINY_MODELS.txt").read_text()
@@ -164,7 +164,7 @@ def test_prepare_inside_predict_matches_the_original_on_lambda(tmp_path, tiny_mo
 
 
 def test_resume_after_an_interrupted_embedding_reuses_finished_parts(tmp_path, tiny_models, two_genomes):
-    """Kill the run inside the protein stage, then --resume: finished parts are reused, nothing is lost."""
+    """Stop the run inside the per-part stage, then --resume: finished parts are reused, nothing is lost."""
     outdir = tmp_path / "out"
     script = f"""
 import sys
@@ -184,10 +184,11 @@ main()
 """
     crashed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert crashed.returncode != 0
-    parts = sorted((outdir / "checkpoints" / "protein").glob("part-*.h5"))
-    assert len(parts) == 2
+    parts = sorted((outdir / "checkpoints" / "score").glob("part-*.h5")) + sorted((outdir / "checkpoints" / "score").glob("scores-*.tsv"))
+    assert {p.name.split("-")[1].split(".")[0] for p in parts} == {"000000", "000001"}  # raw or finalised
+    assert not (outdir / "checkpoints" / "protein").exists()  # no embedding part without --keep-embeddings
     manifest = json.loads((outdir / "run.json").read_text())
-    assert manifest["stages"]["embed_protein"]["status"] == "failed"
+    assert manifest["stages"]["classify"]["status"] == "failed"
     before = json.loads((outdir / "run.json").read_text())["stages"]
     # resumed without repeating --checkpoint-every: the parts' own size is used
     result = CliRunner().invoke(cli, ["predict", str(two_genomes), "-o", str(outdir), "--models-dir", str(tiny_models),
@@ -195,11 +196,12 @@ main()
     assert result.exit_code == 0, result.output
     manifest = json.loads((outdir / "run.json").read_text())
     counts = manifest["counts"]
-    assert counts["embed_protein"]["parts_reused"] == 2
-    for stage in ("prepare", "embed_nucleotide"):  # finished stages were not run again
-        assert manifest["stages"][stage]["attempt"] == before[stage]["attempt"] == 1
+    assert counts["classify"]["parts_reused"] == 2
+    assert manifest["stages"]["prepare"]["attempt"] == before["prepare"]["attempt"] == 1  # not run again
     frames = fasta_ids(outdir / "prepare" / "mixed_identified_protein.faa")
-    assert h5_ids(outdir / "embeddings" / "protein.h5") == frames
+    lines = (outdir / "prediction_results.txt").read_text().splitlines()[1:]
+    assert [line.split("\t")[0] for line in lines] == frames
+    assert not (outdir / "embeddings").exists() and not (outdir / "checkpoints").exists()
 
 
 def test_stdin_input_and_viral_fasta_rebuilt_from_chunks(tmp_path, tiny_models):
@@ -279,10 +281,10 @@ def test_widths_of_default_models_are_checked_before_any_embedding_naming_both(t
     assert not (tmp_path / "k").exists()
 
 
-def test_a_width_known_only_after_loading_is_checked_after_the_nucleotide_stage(tmp_path, tiny_models, two_genomes,
-                                                                               monkeypatch):
+def test_a_width_known_only_after_loading_is_checked_once_the_nucleotide_model_loads(tmp_path, tiny_models, two_genomes,
+                                                                                     monkeypatch):
     """A tiny DNABERT (32 wide) whose width the preflight cannot tell (as for a backend without
-    one) with an MLP too narrow for it: stopped after the nucleotide stage, before the protein stage."""
+    one) with an MLP too narrow for it: stopped once the nucleotide model has loaded, before any part."""
     import virnucpro_dnabert_v2.loading
 
     from virnucpro_core.testing import write_original_mlp
@@ -297,7 +299,8 @@ def test_a_width_known_only_after_loading_is_checked_after_the_nucleotide_stage(
     assert (f"the MLP expects 40 features but the embeddings give 32 nucleotide (dnabert=v2) + 32 protein ({_ESM2.key}) "
             "= 64") in result.output
     stages = json.loads((tmp_path / "n" / "run.json").read_text())["stages"]
-    assert stages["embed_nucleotide"]["status"] == "done" and "embed_protein" not in stages
+    assert stages["prepare"]["status"] == "done" and stages["classify"]["status"] == "failed"
+    assert not list((tmp_path / "n").rglob("part-*.h5"))
 
 
 def test_run_json_records_the_loaded_widths_and_tiny_embeddings_say_so(run, tiny_models):
@@ -353,11 +356,11 @@ main()
 """
     crashed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert crashed.returncode != 0
-    assert len(list((outdir / "checkpoints" / "protein").glob("part-*.h5"))) == 1
+    assert len(list((outdir / "checkpoints" / "score").glob("scores-*.tsv"))) == 1
     args = ["predict", lam, "-o", str(outdir), "--models-dir", str(tiny_models), "-q", "--resume"]
     result = CliRunner().invoke(cli, args + ["--batch-tokens", "1024"])
     assert result.exit_code == 2
-    assert "the checkpoints were made with other settings (changed: batch_tokens); use --force-resume" in result.output
+    assert "the checkpoints were made with other settings (changed: protein_batch_tokens); use --force-resume" in result.output
     assert CliRunner().invoke(cli, args).exit_code == 0  # the same settings resume
 
 
@@ -537,7 +540,7 @@ def test_log_file_holds_stages_and_the_summary(tmp_path, tiny_models):
                                       "--models-dir", str(tiny_models), "--log-file", str(log_file)])
     assert result.exit_code == 0, result.output
     text = log_file.read_text()
-    for stage in ("prepare", "embed_nucleotide", "embed_protein", "classify", "report"):
+    for stage in ("prepare", "classify", "report"):
         assert f"stage {stage}: started" in text and f"stage {stage}: done in" in text
     assert "1 sequences (48502 bp) -> 98 chunks -> 45 stop-free frames" in text
     assert result.output.count("1 sequences (48502 bp)") == 1  # echoed once, not logged to the terminal too

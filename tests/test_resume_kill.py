@@ -1,11 +1,12 @@
 """``predict --resume`` after a real kill: the outputs equal an uninterrupted run's, byte for byte.
 
-A ``virnucpro predict`` subprocess (tiny models, one sequence per checkpoint part) is
-killed with SIGKILL, or interrupted with SIGINT, as soon as the first part file of a stage
-exists; ``--resume`` then finishes it. Every result file and both embedding files must
-be the bytes an uninterrupted run with the same settings wrote, and the resumed run must
-really have reused the parts the killed one left (so the comparison is not between two
-fresh runs).
+A ``virnucpro predict`` subprocess (tiny models, one frame per checkpoint part) is
+killed with SIGKILL, or interrupted with SIGINT, as soon as the first part of the per-part
+stage (embed both modalities + score) is written; ``--resume`` then finishes it. Every
+result file must be the bytes an uninterrupted run wrote (with ``--keep-embeddings``, both
+embedding files too; without it none is left), every frame must be scored exactly once,
+and the resumed run must really have reused the parts the killed one left (so the
+comparison is not between two fresh runs).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs virnucpro-esm2-v1 and virnucpro-dnabert-v1 installed (pip install -r requirements-dev.txt)",
 )
 
-#: One sequence per part: dozens of parts per stage, so a kill lands well inside the stage.
+#: One frame per part: a dozen parts, so a kill lands well inside the stage.
 CHECKPOINT_EVERY = "1"
 #: Files a finished run leaves that must not depend on whether it was interrupted (run.json holds times).
 COMPARED = [
@@ -40,13 +41,12 @@ COMPARED = [
     "prepare/lambda_identified_nucleotide.fa",
     "prepare/lambda_identified_protein.faa",
     "prepare/lambda_sequences.tsv",
-    "embeddings/nucleotide.h5",
-    "embeddings/protein.h5",
     "prediction_results.txt",
     "prediction_results_highestscore.csv",
     "sequence_summary.tsv",
     "viral_sequences.fa",
 ]
+EMBEDDINGS = ["embeddings/nucleotide.h5", "embeddings/protein.h5"]
 
 
 def _predict(source: Path, outdir: Path, models: Path, *extra: str) -> list[str]:
@@ -68,7 +68,7 @@ def lambda_fa(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, lambda_fa, tiny_models) -> Path:
     outdir = tmp_path_factory.mktemp("reference") / "out"
-    done = subprocess.run(_predict(lambda_fa, outdir, tiny_models), capture_output=True, text=True)
+    done = subprocess.run(_predict(lambda_fa, outdir, tiny_models, "--keep-embeddings"), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return outdir
 
@@ -81,7 +81,7 @@ def _interrupt_when_a_part_exists(command: list[str], parts: Path, sig: int) -> 
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 600
-        while not any(parts.glob("part-*.h5")):
+        while not any(parts.glob("part-*.h5")) and not any(parts.glob("scores-*.tsv")):
             if process.poll() is not None:
                 out, err = process.communicate()
                 pytest.fail(f"the run ended (exit {process.returncode}) before a part appeared in {parts}:\n{err}")
@@ -98,15 +98,15 @@ def _interrupt_when_a_part_exists(command: list[str], parts: Path, sig: int) -> 
 
 
 @pytest.mark.parametrize(
-    "stage, sig",
-    [("nucleotide", signal.SIGKILL), ("protein", signal.SIGKILL), ("protein", signal.SIGINT)],
-    ids=["kill-9-in-nucleotide", "kill-9-in-protein", "sigint-in-protein"],
+    "keep, sig",
+    [((), signal.SIGKILL), (("--keep-embeddings",), signal.SIGKILL), ((), signal.SIGINT)],
+    ids=["kill-9", "kill-9-keeping-embeddings", "sigint"],
 )
 def test_resume_after_a_real_interruption_gives_the_uninterrupted_bytes(tmp_path, lambda_fa, tiny_models, uninterrupted,
-                                                                        stage, sig):
+                                                                        keep, sig):
     outdir = tmp_path / "out"
-    parts = outdir / "checkpoints" / stage
-    ended = _interrupt_when_a_part_exists(_predict(lambda_fa, outdir, tiny_models), parts, sig)
+    parts = outdir / "checkpoints" / "score"
+    ended = _interrupt_when_a_part_exists(_predict(lambda_fa, outdir, tiny_models, *keep), parts, sig)
     if sig == signal.SIGKILL:
         assert ended.returncode == -signal.SIGKILL
     else:
@@ -115,18 +115,24 @@ def test_resume_after_a_real_interruption_gives_the_uninterrupted_bytes(tmp_path
         (line,) = [line for line in ended.stderr.splitlines() if line.startswith("interrupted:")]
         assert re.fullmatch(r"interrupted: \d+ of \d+ parts done \(esm2=v\d\); continue with: virnucpro predict .* --resume", line), line
     assert json.loads((outdir / "run.json").read_text())["status"] != "done"
-    left = sorted(p.name for p in parts.glob("part-*.h5"))
+    left = {p.name.split("-")[1].split(".")[0] for p in [*parts.glob("part-*.h5"), *parts.glob("scores-*.tsv")]}
     assert left, f"the interrupted run left no part in {parts}"
+    assert bool(keep) == (outdir / "checkpoints" / "protein").is_dir()  # embedding parts only when kept
 
-    resumed = subprocess.run(_predict(lambda_fa, outdir, tiny_models, "--resume"), capture_output=True, text=True)
+    resumed = subprocess.run(_predict(lambda_fa, outdir, tiny_models, *keep, "--resume"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     manifest = json.loads((outdir / "run.json").read_text())
     assert manifest["status"] == "done"
-    counts = manifest["counts"][f"embed_{stage}"]
+    counts = manifest["counts"]["classify"]
     assert counts["parts_reused"] >= len(left) >= 1  # the killed run's parts were used, not recomputed
-    assert counts["parts_reused"] + counts["parts_computed"] == counts["sequences"]
-    for name in COMPARED:
+    assert counts["parts_reused"] + counts["parts_computed"] == counts["frames_scored"] == manifest["counts"]["prepare"]["frames"]
+    frames = [line[1:].split()[0] for line in (outdir / "prepare" / "lambda_identified_protein.faa").read_text().splitlines()
+              if line.startswith(">")]
+    scored = [line.split("\t")[0] for line in (outdir / "prediction_results.txt").read_text().splitlines()[1:]]
+    assert scored == frames and len(set(frames)) == len(frames) > 10  # every frame exactly once, in order
+    for name in COMPARED + (EMBEDDINGS if keep else []):
         assert (outdir / name).read_bytes() == (uninterrupted / name).read_bytes(), f"{name} differs after the resume"
+    assert keep or not (outdir / "embeddings").exists()
     assert not (outdir / "checkpoints").exists()
     leftovers = [p.name for p in outdir.rglob("*") if p.name.endswith((".part", ".tmp")) or p.name == ".virnucpro.lock"]
     assert leftovers == []

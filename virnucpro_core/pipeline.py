@@ -1,9 +1,13 @@
-"""The ``predict`` pipeline: prepare → embed nucleotide → embed protein → classify → report.
+"""The ``predict`` pipeline: prepare → embed + classify, part by part → report.
 
 Each stage runs through the run directory's stage runner, so it is recorded in
-``run.json`` and skipped by ``--resume`` once done. Counts are checked between
-stages: every stop-free frame from prepare must have exactly one nucleotide row,
-one protein row and one scored line; a difference stops the run with a message.
+``run.json`` and skipped by ``--resume`` once done. The middle stage (``classify``)
+embeds each checkpoint part with both backends and scores it at once
+(:mod:`virnucpro_core.partscore`), so no full embedding file is written unless
+``--keep-embeddings`` asks for ``embeddings/nucleotide.h5`` and ``protein.h5`` (the
+bytes the separate ``embed`` stages write). Counts are checked between stages: every
+stop-free frame from prepare must be in both prepared files, in the same order, and have
+exactly one scored line; a difference stops the run with a message.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class PredictRequest:
     progress: bool = True
     #: ``--force``: replace a finished run's outputs, or write into a folder that is not a run directory
     force: bool = False
+    keep_embeddings: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,9 +174,8 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
     from virnucpro_core.checksum import sha256_file
     from virnucpro_core.classifier import load_mlp
     from virnucpro_core.cli import command_line
-    from virnucpro_core.classify import classify_embeddings
-    from virnucpro_core.embedding import embed_fasta
     from virnucpro_core.modelset import resolve_model_set
+    from virnucpro_core.partscore import ScoreInputs, score_parts
     from virnucpro_core.preflight import check_backend
     from virnucpro_core.prepare import output_paths, prepare_file
     from virnucpro_core.registry import get_registry
@@ -237,11 +241,10 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
     prep = outdir / "prepare"
     prepared = output_paths(request.input_path, prep, request.chunk_size)
     chunked_fa, nucleotide_fa, protein_faa, sequences_tsv = prepared
-    emb = outdir / "embeddings"
+    emb = outdir / "embeddings"  # only with --keep-embeddings
     nucleotide_h5, protein_h5 = emb / "nucleotide.h5", emb / "protein.h5"
     hdf5 = registry.get_format("hdf5")
     counts: dict[str, dict[str, Any]] = {}
-    shard_results: dict[str, Any] = {}
 
     with open_run(outdir, "predict", identity, info=info, resume=runtime.resume, force_resume=runtime.force_resume,
                   force=request.force) as run:
@@ -263,53 +266,52 @@ def run_predict(request: PredictRequest, runtime: RuntimeConfig, *, shard: "Shar
         counts["prepare"] = dict(run.run_stage(Stage("prepare", prepared, do_prepare)))
         frames = counts["prepare"]["frames"]
 
-        for modality, fasta, target in (("nucleotide", nucleotide_fa, nucleotide_h5), ("protein", protein_faa, protein_h5)):
-            backend = backends[modality]
+        embed_options = {modality: runtime.embedder_options(model_for[modality], backend=backends[modality], modality=modality,
+                                                             revision=revision_for[modality], show_progress=request.progress)
+                         for modality in ("nucleotide", "protein")}
+        kept = (nucleotide_h5, protein_h5) if request.keep_embeddings else None
+        inputs = ScoreInputs(nucleotide_fa, protein_faa, run.checkpoints, backends["nucleotide"], embed_options["nucleotide"],
+                             backends["protein"], embed_options["protein"], Path(models.mlp), mlp, width["protein"],
+                             request.keep_embeddings)
 
-            def do_embed(backend=backend, fasta=fasta, target=target, modality=modality):
-                emb.mkdir(parents=True, exist_ok=True)
-                options = runtime.embedder_options(model_for[modality], backend=backend, modality=modality, revision=revision_for[modality],
-                                                   show_progress=request.progress)
-                result = embed_fasta(fasta, target, backend, options, fmt=hdf5, parts_dir=run.checkpoints / modality,
-                                     checkpoint_every=runtime.checkpoint_every, resume=run.resumed, progress=request.progress,
-                                     identity={"run": run.manifest["fingerprint"], "modality": modality,
-                                               **batch_identity(options)}, engine=engine)
-                _check(result.sequences == frames, f"{result.sequences} {modality} embeddings for {frames} frames")
-                if models.tiny and result.complete:
+        def do_classify():
+            result = score_parts(inputs, outdir, engine=engine, part_size=runtime.checkpoint_every, resume=run.resumed,
+                                 progress=request.progress, embeddings=kept,
+                                 identity={"run": run.manifest["fingerprint"],
+                                           **{f"{m}_{k}": v for m in ("nucleotide", "protein")
+                                              for k, v in batch_identity(embed_options[m]).items()}})
+            _check(result.plan.total_records == frames, f"{result.plan.total_records} frames in the prepared files for {frames} frames")
+            if not result.complete:
+                return result
+            _check(result.frames == frames, f"{result.frames} frames scored for {frames} frames")
+            if kept is not None and models.tiny:
+                for target in kept:
                     label_tiny(target, hdf5.name)
-                shard_results[modality] = result
-                return {**result.counts(), "backend": backend.describe()}
+            return {**result.counts(), **{m: {"backend": backends[m].describe(), "dim": int(dim), "model": model}
+                                          for m, (dim, model) in result.widths.items()}}
 
-            if shard is not None:  # a shard computes its parts; only the aggregate finishes the stage
-                counts[f"embed_{modality}"] = do_embed()
-            else:
-                counts[f"embed_{modality}"] = dict(run.run_stage(Stage(f"embed_{modality}", [target], do_embed)))
-            loaded = counts[f"embed_{modality}"]
-            if loaded.get("sequences"):  # the width of the model that ran, not the registered default's
-                run.manifest.setdefault("backends", {})[modality] = {**backends.manifest()[modality], "dim": loaded["dim"],
-                                                                     "model": loaded["model"]}
-                run.save()
-                if modality == "nucleotide":
-                    check_width(mlp.config.input_dim, models.mlp, backends["nucleotide"], int(loaded["dim"]),
-                                backends["protein"], width["protein"])
-
-        if shard is not None:
+        if shard is not None:  # a shard computes its parts; only the aggregate finishes the stage
             from virnucpro_core.engine.shards import write_predict_shard
 
-            write_predict_shard(outdir, shard, run.manifest, shard_results, request, runtime)
+            result = do_classify()
+            stages = {"score": (result.plan, run.checkpoints / "score")}
+            if kept is not None:
+                stages.update({f"embed_{m}": (result.plan, run.checkpoints / m) for m in ("nucleotide", "protein")})
+            write_predict_shard(outdir, shard, run.manifest, stages, request, runtime)
             run.finish("shard")
+            counts["classify"] = {"parts_computed": result.computed, "parts_reused": result.reused}
             return PredictSummary(outdir, backends.architecture(), counts, time.monotonic() - start, models.tiny, run.resumed,
                                   notes=(f"shard {shard} done; join the shards with `virnucpro aggregate`",))
 
-        def do_classify():
-            result = classify_embeddings(nucleotide_h5, protein_h5, models.mlp, outdir, device=device, model=mlp)
-            _check(result.merge.complete and result.frames_scored == frames,
-                   f"{result.frames_scored} frames scored for {frames} frames ({'; '.join(result.merge.problems())})")
-            return result.counts()
-
-        counts["classify"] = dict(run.run_stage(Stage("classify", [outdir / "prediction_results.txt",
-                                                                    outdir / "prediction_results_highestscore.csv"], do_classify,
-                                                    identity={"mlp": mlp_identity})))
+        outputs = [outdir / "prediction_results.txt", outdir / "prediction_results_highestscore.csv", *(kept or ())]
+        counts["classify"] = dict(run.run_stage(Stage("classify", outputs, do_classify,
+                                                      identity={"mlp": mlp_identity, "keep_embeddings": request.keep_embeddings})))
+        for modality in ("nucleotide", "protein"):  # the width of the model that ran, not the registered default's
+            loaded = counts["classify"].get(modality)
+            if loaded:
+                run.manifest.setdefault("backends", {})[modality] = {**backends.manifest()[modality], "dim": loaded["dim"],
+                                                                     "model": loaded["model"]}
+        run.save()
 
         def do_report():
             stats = write_sequence_summary(sequences_tsv, outdir / "prediction_results.txt", outdir / "sequence_summary.tsv",

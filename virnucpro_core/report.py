@@ -94,6 +94,19 @@ def prediction_label(score1: float, score2: float) -> str:
     return "others"
 
 
+def prediction_lines(ids: Sequence[str], probs: Any) -> str:
+    """The ``prediction_results.txt`` lines of a batch (no header). ``probs`` is cast to
+    float32, the original's dtype, because the printed text depends on it."""
+    probs = np.asarray(probs, dtype=np.float32)
+    if probs.ndim != 2 or probs.shape[1] != 2 or probs.shape[0] != len(ids):
+        raise ValueError(f"expected probabilities of shape ({len(ids)}, 2), got {probs.shape}")
+    lines = []
+    for seq_id, (p0, p1) in zip(ids, probs):
+        # str(), not format(): f"{np.float32}" prints the float64 widening (0.12100612372159958).
+        lines.append(f"{seq_id}\t{prediction_label(float(p0), float(p1))}\t{p0!s}\t{p1!s}\n")
+    return "".join(lines)
+
+
 class PredictionWriter:
     """Write ``prediction_results.txt`` batch by batch, atomically.
 
@@ -122,15 +135,8 @@ class PredictionWriter:
         because the printed text depends on it."""
         if self._handle is None:
             raise RuntimeError("PredictionWriter.write() called outside its with-block")
-        probs = np.asarray(probs, dtype=np.float32)
-        if probs.ndim != 2 or probs.shape[1] != 2 or probs.shape[0] != len(ids):
-            raise ValueError(f"expected probabilities of shape ({len(ids)}, 2), got {probs.shape}")
-        lines = []
-        for seq_id, (p0, p1) in zip(ids, probs):
-            # str(), not format(): f"{np.float32}" prints the float64 widening (0.12100612372159958).
-            lines.append(f"{seq_id}\t{prediction_label(float(p0), float(p1))}\t{p0!s}\t{p1!s}\n")
-        self._handle.write("".join(lines))
-        self.rows += len(lines)
+        self._handle.write(prediction_lines(ids, probs))
+        self.rows += len(ids)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         stack, self._stack, self._handle = self._stack, None, None

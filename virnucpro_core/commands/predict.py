@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 @click.option("--dnabert-revision", default=None, help="Pin the DNABERT-S Hugging Face revision (commit) when it is loaded by id.")
 @click.option("--mlp", type=click.Path(dir_okay=False, path_type=Path), default=None, help="MLP file (.pth original or .safetensors) [models dir].")
 @click.option("--force", is_flag=True, help="Replace the outputs of a finished run in OUTDIR, or write into an OUTDIR that is not a run directory (files the run does not own are kept).")
+@click.option("--keep-embeddings", is_flag=True, default=False, help="Also write embeddings/nucleotide.h5 and protein.h5 (13.3 KB per frame at the published widths). By default each part's embeddings are scored at once and never stored.")
 @click.option("--min-viral-fraction", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True, help="sequence_summary.tsv calls a sequence virus when at least this fraction of its scored chunks is viral.")
 @backend_options
 @device_options
@@ -30,16 +31,19 @@ log = logging.getLogger(__name__)
 @resume_options
 @logging_options
 def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | None, models_dir: Path | None, esm_model: str | None,
-            dnabert_model: str | None, dnabert_revision: str | None, mlp: Path | None, force: bool, min_viral_fraction: float, backend_specs: tuple[str, ...], v1_fallback: bool,
+            dnabert_model: str | None, dnabert_revision: str | None, mlp: Path | None, force: bool, keep_embeddings: bool, min_viral_fraction: float, backend_specs: tuple[str, ...], v1_fallback: bool,
             verbose: int, quiet: bool, log_file: Path | None, shard: str | None, **runtime_flags) -> None:
     """Predict which sequences of INPUT are viral.
 
     INPUT is FASTA or FASTQ (plain, .gz, .bz2, .xz, or - for stdin). Stages: prepare
-    (chunk + six-frame translation), embed nucleotide (DNABERT-S), embed protein
-    (ESM-2), classify (MLP), report. Each stage's output is recorded in OUTDIR/run.json;
-    --resume continues an interrupted run. Before prepare writes anything, every model,
-    --backend-option and embedding width is checked (the preflight): a missing model or a
-    wrong option fails within seconds, in one line, and OUTDIR is not created.
+    (chunk + six-frame translation), then part by part: embed nucleotide (DNABERT-S),
+    embed protein (ESM-2) and classify (MLP), then report. A part's embeddings are
+    scored as soon as they exist and are not kept unless --keep-embeddings is given, so
+    the scratch disk is a few parts, not the input's embeddings. Each stage's output is
+    recorded in OUTDIR/run.json; --resume continues an interrupted run.
+    Before prepare writes anything, every model, --backend-option and embedding width is
+    checked (the preflight): a missing model or a wrong option fails within seconds, in one
+    line, and OUTDIR is not created.
 
     \b
     Outputs in OUTDIR:
@@ -47,13 +51,15 @@ def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | No
       prediction_results_highestscore.csv  per chunk: Is_Virus (the original consensus)
       sequence_summary.tsv                 per input sequence: chunks, viral fraction, scores, call
       viral_sequences.fa                   the input sequences called virus
-      prepare/, embeddings/, run.json      intermediate files and the run manifest
+      prepare/, run.json                   prepared frames and the run manifest
+      embeddings/                          nucleotide.h5, protein.h5 (only with --keep-embeddings)
 
     \b
     Examples:
       virnucpro models download --models-dir ~/virnucpro-models          # once, online
       virnucpro predict contigs.fa -o results --models-dir ~/virnucpro-models
       virnucpro predict reads.fq.gz -o results --model-type 300 --device cuda:1 --precision bf16
+      virnucpro predict contigs.fa -o results --keep-embeddings    # also write embeddings/*.h5
       virnucpro predict contigs.fa -o results --resume             # after an interruption (Ctrl-C, SIGTERM, a crash)
       virnucpro predict contigs.fa -o results --force              # replace a finished run's outputs
       virnucpro predict contigs.fa -o results --backend-option esm2:attention=sdpa-bucketed   # for ESM-2 only
@@ -101,6 +107,7 @@ def predict(input_path: str, outdir: Path, model_type: str, chunk_size: int | No
         v1_fallback=v1_fallback,
         progress=not quiet,
         force=force,
+        keep_embeddings=keep_embeddings,
     )
     shard_spec = Shard.parse(shard) if shard else None
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)

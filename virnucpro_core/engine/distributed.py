@@ -1,8 +1,8 @@
 """torchrun: ``torchrun --nproc-per-node N -m virnucpro_core embed|predict ...``.
 
 Every rank runs the same command. Rank 0 drives: it prepares, plans each embedding
-stage and broadcasts a :class:`RankJob` (paths, part size, the parts to compute, the
-backend *key* and options); rank ``r`` computes the parts ``p`` with
+stage and broadcasts a :class:`RankJob` (the picklable part job: paths, part size, backend
+*keys* and options; the parts to compute); rank ``r`` computes the parts ``p`` with
 ``p % WORLD_SIZE == r`` on its GPU (``cuda:LOCAL_RANK`` among the GPUs it sees, see
 :func:`rank_device`; or the CPU with ``--device cpu``) and
 reports back; rank 0 then assembles, classifies and reports, and finally tells the
@@ -16,18 +16,17 @@ a rank that dies is seen by torchrun, which stops the others: the job exits non-
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
-from virnucpro_core.backends import Backend, EmbedderOptions
+from virnucpro_core.backends import Backend
 from virnucpro_core.engine.config import DistContext
 from virnucpro_core.engine.failures import EngineRun, PartFailed, WorkerStats, error_summary
-from virnucpro_core.engine.parts import PartTask, iter_tasks
+from virnucpro_core.engine.work import PartJob
 from virnucpro_core.errors import ConfigError, VirnucproError
 from virnucpro_core.logs import FILE_ONLY
 
@@ -85,14 +84,10 @@ def init(ctx: DistContext) -> None:
 
 @dataclass(frozen=True)
 class RankJob:
-    """One embedding stage as rank 0 hands it to every rank (picklable)."""
+    """One stage's parts as rank 0 hands them to every rank (picklable)."""
 
-    fasta: Path
-    parts_dir: Path
-    part_size: int
+    job: PartJob
     todo: tuple[int, ...]
-    backend_key: str
-    options: EmbedderOptions
     threads: int | None
 
 
@@ -112,19 +107,18 @@ def _share(ctx: DistContext, job: RankJob) -> tuple[int, ...]:
     return tuple(p for p in job.todo if p % ctx.world_size == ctx.rank)
 
 
-def _compute(ctx: DistContext, job: RankJob, backend: Backend, on_progress: Callable[[int], None],
-             on_part: Callable[[PartTask], None]) -> RankOutcome:
+def _compute(ctx: DistContext, job: RankJob, backends: Mapping[str, Backend] | None, on_progress: Callable[[int], None],
+             on_part: Callable[[Any], None]) -> RankOutcome:
     from virnucpro_core.engine.local import run_local
 
-    device = rank_device(ctx, job.options.device)
-    options = dataclasses.replace(job.options, device=device)
+    device = rank_device(ctx, job.job.device)
     try:
-        for path in (job.fasta, job.parts_dir):
+        for path in job.job.shared_paths():
             if not Path(path).exists():
                 raise VirnucproError(f"{path}, written by rank 0, is not visible here; {SHARED_FS}")
-        tasks = iter_tasks(job.fasta, job.parts_dir, job.part_size, _share(ctx, job))
-        run = run_local(tasks, backend, options, on_progress=on_progress, on_part=on_part, worker=ctx.rank,
-                        where=f"rank {ctx.rank} ({device})")
+        part_job = job.job.on(device)
+        run = run_local(part_job.tasks(_share(ctx, job)), part_job, backends=backends, on_progress=on_progress,
+                        on_part=on_part, worker=ctx.rank, where=f"rank {ctx.rank} ({device})")
     except VirnucproError as exc:
         return RankOutcome(ctx.rank, device, None, None, 0, 0, 0.0, error=f"rank {ctx.rank} ({device}): {exc}"
                            if not str(exc).startswith(f"rank {ctx.rank} ") else str(exc))
@@ -135,14 +129,14 @@ def _compute(ctx: DistContext, job: RankJob, backend: Backend, on_progress: Call
     return RankOutcome(ctx.rank, device, run.dim, run.model, stats.parts, stats.sequences, stats.seconds)
 
 
-def drive_ranks(ctx: DistContext, job: RankJob, backend: Backend, *, on_progress: Callable[[int], None],
-                on_part: Callable[[PartTask], None]) -> EngineRun:
+def drive_ranks(ctx: DistContext, job: RankJob, backends: Mapping[str, Backend], *, on_progress: Callable[[int], None],
+                on_part: Callable[[Any], None]) -> EngineRun:
     """Rank 0: hand ``job`` to every rank, compute rank 0's share, collect the outcomes."""
     import torch.distributed as dist
 
     init(ctx)
     dist.broadcast_object_list([job], src=0)
-    mine = _compute(ctx, job, backend, on_progress, on_part)
+    mine = _compute(ctx, job, backends, on_progress, on_part)
     outcomes: list[RankOutcome | None] = [None] * ctx.world_size
     dist.gather_object(mine, outcomes, dst=0)
     failed = [o for o in outcomes if o is not None and o.error]
@@ -187,8 +181,6 @@ def follow(ctx: DistContext) -> None:
 def _follow(ctx: DistContext) -> None:
     import torch.distributed as dist
 
-    from virnucpro_core.registry import get_registry
-
     init(ctx)
     while True:
         box: list[RankJob | None] = [None]
@@ -201,14 +193,7 @@ def _follow(ctx: DistContext) -> None:
             import torch
 
             torch.set_num_threads(job.threads)
-        family, version = job.backend_key.split("=", 1)
-        try:
-            backend = get_registry().get_backend(family, version)
-        except VirnucproError as exc:
-            outcome = RankOutcome(ctx.rank, rank_device(ctx, job.options.device), None, None, 0, 0, 0.0,
-                                  error=f"rank {ctx.rank}: {exc}")
-        else:
-            outcome = _compute(ctx, job, backend, lambda n: None, lambda task: None)
+        outcome = _compute(ctx, job, None, lambda n: None, lambda task: None)  # backends re-resolved by key
         dist.gather_object(outcome, None, dst=0)
         if outcome.error:  # rank 0 prints it as the job's one line; this rank exits non-zero quietly
             log.debug("%s", outcome.error, extra=FILE_ONLY)

@@ -5,22 +5,22 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from virnucpro_core import accel
-from virnucpro_core.backends import Backend, Embedder, EmbedderOptions
+from virnucpro_core.backends import Backend
 from virnucpro_core.engine.failures import EngineRun, PartFailed, WorkerStats, error_summary
-from virnucpro_core.engine.parts import PartTask, compute_part
+from virnucpro_core.engine.work import PartJob, PartWork
 from virnucpro_core.errors import VirnucproError
 from virnucpro_core.logs import FILE_ONLY
 
 log = logging.getLogger(__name__)
 
 
-def run_local(tasks: Iterable[PartTask], backend: Backend, options: EmbedderOptions, *,
-              on_progress: Callable[[int], None], on_part: Callable[[PartTask], None], worker: int = 0,
+def run_local(tasks: Iterable[Any], job: PartJob, *, backends: Mapping[str, Backend] | None = None,
+              on_progress: Callable[[int], None], on_part: Callable[[Any], None], worker: int = 0,
               where: str | None = None) -> EngineRun:
-    """Compute ``tasks`` here; the model is loaded only if there is a part to compute.
+    """Compute ``tasks`` of ``job`` here; the models are loaded only if there is a part to compute.
 
     A CUDA device is bound first (``torch.cuda.set_device``), as each worker binds its
     own, so that nothing implicit of the backend's lands on ``cuda:0`` when the user
@@ -29,18 +29,17 @@ def run_local(tasks: Iterable[PartTask], backend: Backend, options: EmbedderOpti
     A backend error that is not a :class:`VirnucproError` becomes one line naming the
     device and the records (the traceback goes to the log file).
     """
-    embedder: Embedder | None = None
+    work: PartWork | None = None
     computed = sequences = 0
     start = time.monotonic()
-    label = where or f"embedding on {options.device}"
+    label = where or f"embedding on {job.device}"
     try:
         for task in tasks:
-            if embedder is None:
-                accel.bind(options.device)  # as each worker binds its own: in one process, and in each torchrun rank
-                log.info("loading %s (model %s) on %s, %s", backend.describe(), options.model or backend.default_model,
-                         options.device, options.precision)
+            if work is None:
+                accel.bind(job.device)  # as each worker binds its own: in one process, and in each torchrun rank
+                log.info("loading %s", job.describe())
                 try:
-                    embedder = backend.factory(options)
+                    work = job.open(backends)
                 except VirnucproError:
                     raise
                 except Exception as exc:
@@ -48,7 +47,7 @@ def run_local(tasks: Iterable[PartTask], backend: Backend, options: EmbedderOpti
                     log.debug("loading the model failed:\n%s", details, extra=FILE_ONLY)
                     raise PartFailed(f"{label} failed while loading the model: {error_summary(exc)}", details) from None
             try:
-                compute_part(embedder, backend, task, on_progress)
+                work.compute(task, on_progress)
             except VirnucproError:
                 raise
             except Exception as exc:
@@ -59,9 +58,9 @@ def run_local(tasks: Iterable[PartTask], backend: Backend, options: EmbedderOpti
             sequences += len(task.ids)
             on_part(task)
     finally:
-        if embedder is not None:
-            embedder.close()
-    if embedder is None:
+        if work is not None:
+            work.close()
+    if work is None:
         return EngineRun(None, None, 0)
-    stats = WorkerStats(worker, options.device, computed, sequences, time.monotonic() - start)
-    return EngineRun(embedder.dim, embedder.model_id, computed, (stats,))
+    stats = WorkerStats(worker, job.device, computed, sequences, time.monotonic() - start)
+    return EngineRun(work.dim, work.model_id, computed, (stats,))

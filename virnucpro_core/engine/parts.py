@@ -171,8 +171,13 @@ def check_output(array: np.ndarray, ids: Sequence[str], embedder: Embedder, back
 
 def compute_part(embedder: Embedder, backend: Backend, task: PartTask, progress: Callable[[int], None]) -> None:
     """Embed one part and write its file (atomically); ``progress(n)`` reports sequences."""
-    from virnucpro_core.formats.hdf5 import Hdf5Writer
+    array = embed_rows(embedder, backend, task.ids, task.sequences, progress)
+    write_part(task.path, embedder, backend, task.ids, array)
 
+
+def embed_rows(embedder: Embedder, backend: Backend, ids: Sequence[str], sequences: Sequence[str],
+               progress: Callable[[int], None]) -> np.ndarray:
+    """The checked rows of one part; ``progress(n)`` reports sequences, ``len(ids)`` in all."""
     reported = 0
 
     def on_progress(n: int) -> None:
@@ -180,12 +185,18 @@ def compute_part(embedder: Embedder, backend: Backend, task: PartTask, progress:
         reported += n
         progress(n)
 
-    array = embedder.embed(list(task.sequences), progress=on_progress)
-    array = check_output(array, task.ids, embedder, backend)
-    with Hdf5Writer(task.path, part_meta(backend, embedder.dim, embedder.model_id, embedder_attributes(embedder))) as writer:
-        writer.write(list(task.ids), array)
-    if len(task.ids) > reported:
-        progress(len(task.ids) - reported)
+    array = check_output(embedder.embed(list(sequences), progress=on_progress), ids, embedder, backend)
+    if len(ids) > reported:
+        progress(len(ids) - reported)
+    return array
+
+
+def write_part(path: Path, embedder: Embedder, backend: Backend, ids: Sequence[str], array: np.ndarray) -> None:
+    """The part file of ``ids`` (atomically), with how the embedder ran its last call."""
+    from virnucpro_core.formats.hdf5 import Hdf5Writer
+
+    with Hdf5Writer(path, part_meta(backend, embedder.dim, embedder.model_id, embedder_attributes(embedder))) as writer:
+        writer.write(list(ids), array)
 
 
 def assemble(parts_dir: Path, parts: int, out: Path, fmt: EmbeddingFormat, meta: EmbeddingMeta, total: int) -> int:

@@ -8,8 +8,9 @@ their manifests agree on everything but the shard number and every part of the i
 is present exactly once; anything else is one line naming the shard and what to do.
 
 - ``embed --shard``: ``DIR/parts/part-*.h5`` + ``DIR/shard.json``
-- ``predict --shard``: a predict run directory (prepare done, parts under
-  ``checkpoints/``) + ``DIR/shard.json``; aggregating copies the prepared files and
+- ``predict --shard``: a predict run directory (prepare done, the raw score parts under
+  ``checkpoints/score``, with ``--keep-embeddings`` the embedding parts beside them) +
+  ``DIR/shard.json``; aggregating copies the prepared files and
   every part into the new run directory and lets ``predict --resume`` finish it, so the
   outputs are those of a single ``predict``.
 """
@@ -57,8 +58,7 @@ class ShardManifest:
         return self.path.parent
 
 
-def _stage(result: Any, parts_dir: Path, root: Path, shard: Shard) -> dict[str, Any]:
-    plan = result.plan
+def _stage(plan: Any, parts_dir: Path, root: Path, shard: Shard) -> dict[str, Any]:
     mine = [p for p in range(plan.parts) if p % shard.count == shard.index]
     missing = [p for p in mine if not part_path(parts_dir, p).exists()]
     if missing:
@@ -73,13 +73,14 @@ def write_embed_shard(folder: Path, shard: Shard, identity: Mapping[str, Any], r
     write_json_atomic(folder / SHARD_JSON, {
         "format": FORMAT, "kind": "embed", "shard": {"index": shard.index, "count": shard.count},
         "identity": json.loads(json.dumps(dict(identity), default=str)),
-        "stages": {"embed": _stage(result, folder / "parts", folder, shard)},
+        "stages": {"embed": _stage(result.plan, folder / "parts", folder, shard)},
         "extra": {"dim": result.dim, "model": result.model, "backend": backend.key, **({"warning": warning} if warning else {})},
     })
 
 
-def write_predict_shard(outdir: Path, shard: Shard, manifest: Mapping[str, Any], results: Mapping[str, Any],
+def write_predict_shard(outdir: Path, shard: Shard, manifest: Mapping[str, Any], stages: Mapping[str, tuple[Any, Path]],
                         request: Any, runtime: Any) -> None:
+    """``stages``: name → (part plan, folder of its parts), for every kind of part the shard holds."""
     outdir = Path(outdir).resolve()
     fields = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)}
     request_json = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in fields.items()}
@@ -88,7 +89,7 @@ def write_predict_shard(outdir: Path, shard: Shard, manifest: Mapping[str, Any],
     write_json_atomic(outdir / SHARD_JSON, {
         "format": FORMAT, "kind": "predict", "shard": {"index": shard.index, "count": shard.count},
         "identity": {"fingerprint": manifest["fingerprint"], **manifest["identity"]},
-        "stages": {f"embed_{m}": _stage(r, outdir / "checkpoints" / m, outdir, shard) for m, r in results.items()},
+        "stages": {name: _stage(plan, Path(folder).resolve(), outdir, shard) for name, (plan, folder) in stages.items()},
         "extra": {"request": request_json, "runtime": runtime_json},
     })
 

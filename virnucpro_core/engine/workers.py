@@ -1,9 +1,10 @@
 """N devices: one spawned worker process per device, pulling parts until none are left.
 
 Workers start with the *spawn* method, so CUDA is initialised only inside them. Each
-gets a picklable :class:`WorkerSpec` (the backend *key*, options, its device), builds its
-embedder once from the key re-resolved through the registry in its own process (so any
-installed plugin works and nothing unpicklable crosses), then asks for parts. The main
+gets a picklable :class:`WorkerSpec` (the :class:`~virnucpro_core.engine.work.PartJob` on its
+device), opens the job once in its own process (models built from backend keys re-resolved
+through the registry, so any installed plugin works and nothing unpicklable crosses), then
+asks for parts. The main
 process is the queue: it hands the next part to whichever worker asks, so a faster
 device takes more parts. Each worker has its own pipe; a worker killed mid-message
 cannot corrupt a lock the others need.
@@ -16,7 +17,6 @@ the run stops with one line naming the worker, its device, the records and the e
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import multiprocessing
 import signal
@@ -27,9 +27,9 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable, Iterator
 
 from virnucpro_core import accel
-from virnucpro_core.backends import Backend, EmbedderOptions
 from virnucpro_core.engine.failures import EngineRun, PartFailed, WorkerStats, death_summary, error_summary
-from virnucpro_core.engine.parts import PartTask, compute_part
+from virnucpro_core.engine.parts import PartTask
+from virnucpro_core.engine.work import PartJob
 from virnucpro_core.engine.stop import signals_ignored
 from virnucpro_core.errors import VirnucproError
 from virnucpro_core.logs import FILE_ONLY
@@ -46,8 +46,7 @@ class WorkerSpec:
 
     worker: int  # 1-based, as messages name workers
     device: str
-    backend_key: str
-    options: EmbedderOptions
+    job: PartJob
     threads: int | None
     log_level: int = logging.WARNING
 
@@ -75,12 +74,8 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
 
             torch.set_num_threads(spec.threads)
         accel.bind(spec.device)  # anything implicit (events, streams, handles) lands on the device named too
-        from virnucpro_core.registry import get_registry
-
-        family, version = spec.backend_key.split("=", 1)
-        backend = get_registry().get_backend(family, version)
-        embedder = backend.factory(spec.options)
-        conn.send(("ready", embedder.dim, embedder.model_id))
+        work = spec.job.open()
+        conn.send(("ready", work.dim, work.model_id))
         try:
             while True:
                 try:
@@ -90,11 +85,11 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
                 if task is None:
                     break
                 start = time.monotonic()
-                compute_part(embedder, backend, task, lambda n: conn.send(("progress", n)))
+                work.compute(task, lambda n: conn.send(("progress", n)))
                 conn.send(("done", task.index, len(task.ids), time.monotonic() - start))
                 task = None
         finally:
-            embedder.close()
+            work.close()
     except BaseException as exc:
         records = task.records if task is not None else None
         try:
@@ -124,10 +119,10 @@ class _Worker:
     startup_seconds: float = 0.0
 
 
-def run_workers(tasks: Iterable[PartTask], backend: Backend, options: EmbedderOptions, devices: tuple[str, ...], *,
+def run_workers(tasks: Iterable[PartTask], job: PartJob, devices: tuple[str, ...], *,
                 threads: int | None, on_progress: Callable[[int], None], on_part: Callable[[PartTask], None],
                 log_level: int = logging.WARNING) -> EngineRun:
-    """Compute ``tasks`` on one worker process per device; see the module docstring."""
+    """Compute ``tasks`` of ``job`` on one worker process per device; see the module docstring."""
     pending: Iterator[PartTask] = iter(tasks)
     first = next(pending, None)
     if first is None:
@@ -139,8 +134,7 @@ def run_workers(tasks: Iterable[PartTask], backend: Backend, options: EmbedderOp
     try:
         with signals_ignored():
             for number, device in enumerate(devices, start=1):
-                spec = WorkerSpec(number, device, backend.key, dataclasses.replace(options, device=device, show_progress=False),
-                                  threads, log_level)
+                spec = WorkerSpec(number, device, job.on(device), threads, log_level)
                 parent, child = ctx.Pipe(duplex=True)
                 process = ctx.Process(target=worker_main, args=(spec, child), name=f"virnucpro-{spec.label}", daemon=True)
                 process.start()
