@@ -349,7 +349,8 @@ def test_preflight_finds_the_model_and_its_width_without_loading_it(tiny_dir, tm
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     assert preflight("virnucpro-tests/tiny") == width
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelError, match=r"^DNABERT-S model 'zhihan1996/DNABERT-S' is not in the Hugging Face cache .* "
+    with pytest.raises(ModelError, match=r"^DNABERT-S model 'zhihan1996/DNABERT-S' at revision 00e47f96cdea35e4b6f5df89e5419cbe47d490c6 "
+                                         r"is not in the Hugging Face cache .* "
                                          r"and downloads are off \(HF_HUB_OFFLINE is set\)"):
         preflight(None)
 

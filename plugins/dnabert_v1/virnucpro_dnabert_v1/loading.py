@@ -269,6 +269,8 @@ def preflight(model: str | None = None, *, revision: str | None = None) -> int |
     name = model or DEFAULT_MODEL
     if _is_local_reference(name):
         return _hidden_size(_model_folder(name) / "config.json")
+    if revision is None and name == DEFAULT_MODEL:
+        revision = modelset.DNABERT_S_REVISION  # what load_dnabert will load
     snapshot = cached_snapshot(name, revision, required=SNAPSHOT_FILES)
     if snapshot is not None:
         return _hidden_size(snapshot / "config.json")

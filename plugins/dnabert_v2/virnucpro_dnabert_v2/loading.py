@@ -236,9 +236,13 @@ def preflight(model: str | None = None, *, revision: str | None = None) -> int |
     """
     from virnucpro_core.hub import cached_snapshot, require_hub
 
+    from virnucpro_core import modelset
+
     name = model or DEFAULT_MODEL
     if is_local_reference(name):
         return _check_files(_model_folder(name))
+    if revision is None and name == DEFAULT_MODEL:
+        revision = modelset.DNABERT_S_REVISION  # what load_dnabert will load
     snapshot = cached_snapshot(name, revision, required=SNAPSHOT_FILES)
     if snapshot is not None:
         return _check_files(snapshot)
