@@ -113,7 +113,7 @@ def test_resume_after_a_real_interruption_gives_the_uninterrupted_bytes(tmp_path
         assert ended.returncode == 130, ended.stderr
         assert "Traceback" not in ended.stderr
         (line,) = [line for line in ended.stderr.splitlines() if line.startswith("interrupted:")]
-        assert re.fullmatch(r"interrupted: \d+ of \d+ parts done \(esm2=v\d\); continue with: virnucpro predict .* --resume", line), line
+        assert re.fullmatch(r"interrupted: \d+ of \d+ parts done \(embed \+ score\); continue with: virnucpro predict .* --resume", line), line
     assert json.loads((outdir / "run.json").read_text())["status"] != "done"
     left = {p.name.split("-")[1].split(".")[0] for p in [*parts.glob("part-*.h5"), *parts.glob("scores-*.tsv")]}
     assert left, f"the interrupted run left no part in {parts}"

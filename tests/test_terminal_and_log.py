@@ -85,7 +85,8 @@ def test_stage_lines_are_words_and_run_json_has_the_command_line(tmp_path, tiny_
     result = _predict(*args)
     assert result.exit_code == 0, result.output
     stage_lines = [line for line in log_file.read_text().splitlines() if " stage " in line and ": done in " in line]
-    assert len(stage_lines) == 5 and not any("{" in line or "'" in line for line in stage_lines), stage_lines
+    # prepare, classify (embed + score, part by part), report
+    assert len(stage_lines) == 3 and not any("{" in line or "'" in line for line in stage_lines), stage_lines
     prepare = next(line for line in stage_lines if "stage prepare:" in line)
     assert prepare.endswith("s (3 sequences, 2100 bases, 6 chunks, " + prepare.split(", 6 chunks, ")[1])
     assert "frames, 0 empty skipped)" in prepare
@@ -102,7 +103,7 @@ def test_without_a_terminal_there_is_no_bar_only_plain_progress_lines(tmp_path, 
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stderr and "|" not in done.stderr and "it/s" not in done.stderr, done.stderr
-    assert "INFO embed dnabert=v2: 45 of 45 seq (100%), " in done.stderr, done.stderr
+    assert "INFO embed + score: 45 of 45 frame (100%), " in done.stderr, done.stderr
     assert f"INFO prepare {lam}: 48502 of 48502 bp (100%), " in done.stderr, done.stderr
 
 

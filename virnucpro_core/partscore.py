@@ -571,7 +571,7 @@ def score_parts(inputs: ScoreInputs, outdir: Path, *, engine: Any, part_size: in
     """Embed and score every frame part by part (see the module docstring) and write
     ``prediction_results.txt`` and the consensus; with ``embeddings`` (``--keep-embeddings``)
     also the two embedding files, byte for byte those of the staged run."""
-    from tqdm import tqdm
+    from virnucpro_core.progress import progress_bar
 
     from virnucpro_core.classify import CONSENSUS, PREDICTIONS
     from virnucpro_core.embedding import _check_parts_identity
@@ -601,8 +601,7 @@ def score_parts(inputs: ScoreInputs, outdir: Path, *, engine: Any, part_size: in
                    inputs.protein.key, inputs.protein_options, inputs.mlp_path, inputs.protein_width,
                    *(embedding_dirs or (None, None)))
     reused_rows = layout.total - sum(len(range(*layout.span(p))) for p in plan.todo)
-    bar = tqdm(total=layout.total, initial=reused_rows, unit="frame", desc="embed + score", disable=not progress,
-               leave=False, smoothing=0.1)
+    bar = progress_bar(total=layout.total, initial=reused_rows, unit="frame", desc="embed + score", enabled=progress)
 
     def on_part(task: Any) -> None:
         nonlocal done
