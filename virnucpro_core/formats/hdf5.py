@@ -213,6 +213,13 @@ class Hdf5Reader:
     def ids(self) -> list[str]:
         return list(self._ids[:]) if len(self) else []
 
+    def iter_ids(self, batch_size: int = 65536) -> Iterator[list[str]]:
+        """The IDs in file order, a batch at a time, without reading any embedding."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        for start in range(0, len(self), batch_size):
+            yield list(self._ids[start : min(start + batch_size, len(self))])
+
     def iter_batches(self, batch_size: int = 4096) -> Iterator[tuple[list[str], np.ndarray]]:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
