@@ -64,45 +64,85 @@ def _read_run(run: IO[bytes]) -> Iterator[Any]:
         yield from block
 
 
-def external_sort(items: Iterable[Any], key: Callable[[Any], Any], directory: str | Path,
+class SortBuffer:
+    """Items added one at a time, read back sorted by ``key``, in bounded memory.
+
+    The push form of :func:`external_sort`, for a caller that collects items as a side
+    effect of another pass (prepare collects record IDs while it checks the records).
+    Iterate once, after the last :meth:`add`; :meth:`close` drops the spilled runs.
+    """
+
+    def __init__(self, key: Callable[[Any], Any] | None, directory: str | Path,
+                 max_in_memory: int = DEFAULT_MAX_IN_MEMORY, fan_in: int = FAN_IN) -> None:
+        if max_in_memory < 1:
+            raise ValueError("max_in_memory must be positive")
+        if fan_in < 2:
+            raise ValueError("fan_in must be at least 2")
+        self.key = key
+        self.directory = Path(directory)
+        self.max_in_memory = max_in_memory
+        self.fan_in = fan_in
+        self.count = 0
+        self._levels: list[list[IO[bytes]]] = [[]]  # levels[k]: runs of about max_in_memory * fan_in**k items
+        self._buffer: list = []
+
+    def add(self, item: Any) -> None:
+        self._buffer.append(item)
+        self.count += 1
+        if len(self._buffer) >= self.max_in_memory:
+            self._spill()
+
+    def extend(self, items: Iterable[Any]) -> None:
+        for item in items:
+            self.add(item)
+
+    def _spill(self) -> None:
+        self._buffer.sort(key=self.key)
+        levels = self._levels
+        levels[0].append(_write_run(self._buffer, self.directory))
+        self._buffer = []
+        level = 0
+        while len(levels[level]) >= self.fan_in:  # merge a full level into one run of the next
+            merged = _write_run(heapq.merge(*(_read_run(r) for r in levels[level]), key=self.key), self.directory)
+            for run in levels[level]:
+                run.close()
+            levels[level] = []
+            if level + 1 == len(levels):
+                levels.append([])
+            levels[level + 1].append(merged)
+            level += 1
+
+    def __iter__(self) -> Iterator[Any]:
+        self._buffer.sort(key=self.key)
+        runs = [run for level_runs in self._levels for run in level_runs]
+        try:
+            if not runs:
+                yield from self._buffer
+            else:
+                yield from heapq.merge(self._buffer, *(_read_run(run) for run in runs), key=self.key)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for level_runs in self._levels:
+            for run in level_runs:
+                run.close()
+        self._levels = [[]]
+        self._buffer = []
+
+
+def external_sort(items: Iterable[Any], key: Callable[[Any], Any] | None, directory: str | Path,
                   max_in_memory: int = DEFAULT_MAX_IN_MEMORY, fan_in: int = FAN_IN) -> Iterator[Any]:
-    """Yield ``items`` sorted by ``key`` (stable only within a run: equal keys may come in any order).
+    """Yield ``items`` sorted by ``key`` (``None``: the items themselves; equal keys come in
+    no particular order).
 
     Holds at most ``max_in_memory`` items plus one block per open run; see the module
     docstring. The temporary runs are closed (hence deleted) when the iterator is
     exhausted, closed, or garbage-collected.
     """
-    if max_in_memory < 1:
-        raise ValueError("max_in_memory must be positive")
-    if fan_in < 2:
-        raise ValueError("fan_in must be at least 2")
-    directory = Path(directory)
-    levels: list[list[IO[bytes]]] = [[]]  # levels[k]: runs of about max_in_memory * fan_in**k records
-    buffer: list = []
+    buffer = SortBuffer(key, directory, max_in_memory, fan_in)
     try:
-        for item in items:
-            buffer.append(item)
-            if len(buffer) >= max_in_memory:
-                buffer.sort(key=key)
-                levels[0].append(_write_run(buffer, directory))
-                buffer = []
-                level = 0
-                while len(levels[level]) >= fan_in:  # merge a full level into one run of the next
-                    merged = _write_run(heapq.merge(*(_read_run(r) for r in levels[level]), key=key), directory)
-                    for run in levels[level]:
-                        run.close()
-                    levels[level] = []
-                    if level + 1 == len(levels):
-                        levels.append([])
-                    levels[level + 1].append(merged)
-                    level += 1
-        buffer.sort(key=key)
-        runs = [run for level_runs in levels for run in level_runs]
-        if not runs:
-            yield from buffer
-            return
-        yield from heapq.merge(buffer, *(_read_run(run) for run in runs), key=key)
+        buffer.extend(items)
+        yield from buffer
     finally:
-        for level_runs in levels:
-            for run in level_runs:
-                run.close()
+        buffer.close()
