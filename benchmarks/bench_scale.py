@@ -219,7 +219,6 @@ def bench_size(target: int, workdir: Path, ratio: float, models: Path, mlp: Path
     prep = size_dir / "prepare"
     measures.append(run("prepare", cli("prepare", str(reads), "-o", str(prep), "--chunk-size", str(MODEL_TYPE)), frames, prep))
     nuc_fa = next(prep.glob("*_identified_nucleotide.fa"))
-    prot_faa = next(prep.glob("*_identified_protein.faa"))
     tsv = next(prep.glob("*_sequences.tsv"))
     emb = size_dir / "emb"
     measures.append(run("embed nucleotide (kmer=v1)",

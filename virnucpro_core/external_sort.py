@@ -33,17 +33,18 @@ from typing import IO, Any, Callable, Iterable, Iterator
 DEFAULT_MAX_IN_MEMORY = 100_000
 #: Runs merged at once; reaching it merges them into one run on disk.
 FAN_IN = 32
-#: Records per pickled block of a run (what one open run holds in memory while merging).
+#: Records per pickled block of a run (what one open run holds in memory while merging);
+#: smaller when ``max_in_memory / FAN_IN`` is, so a merge holds no more than the buffer.
 BLOCK = 1024
 
 
-def _write_run(items: Iterable[Any], directory: Path) -> IO[bytes]:
+def _write_run(items: Iterable[Any], directory: Path, block_size: int = BLOCK) -> IO[bytes]:
     run = tempfile.TemporaryFile(dir=directory, prefix=".virnucpro-sort-")
     try:
         block: list = []
         for item in items:
             block.append(item)
-            if len(block) >= BLOCK:
+            if len(block) >= block_size:
                 pickle.dump(block, run, protocol=pickle.HIGHEST_PROTOCOL)
                 block = []
         if block:
@@ -73,7 +74,9 @@ class SortBuffer:
     """
 
     def __init__(self, key: Callable[[Any], Any] | None, directory: str | Path,
-                 max_in_memory: int = DEFAULT_MAX_IN_MEMORY, fan_in: int = FAN_IN) -> None:
+                 max_in_memory: int | None = None, fan_in: int = FAN_IN) -> None:
+        if max_in_memory is None:  # read now, so that a test can lower it for a whole process
+            max_in_memory = DEFAULT_MAX_IN_MEMORY
         if max_in_memory < 1:
             raise ValueError("max_in_memory must be positive")
         if fan_in < 2:
@@ -82,6 +85,7 @@ class SortBuffer:
         self.directory = Path(directory)
         self.max_in_memory = max_in_memory
         self.fan_in = fan_in
+        self.block = max(16, min(BLOCK, max_in_memory // fan_in))
         self.count = 0
         self._levels: list[list[IO[bytes]]] = [[]]  # levels[k]: runs of about max_in_memory * fan_in**k items
         self._buffer: list = []
@@ -99,11 +103,11 @@ class SortBuffer:
     def _spill(self) -> None:
         self._buffer.sort(key=self.key)
         levels = self._levels
-        levels[0].append(_write_run(self._buffer, self.directory))
+        levels[0].append(_write_run(self._buffer, self.directory, self.block))
         self._buffer = []
         level = 0
         while len(levels[level]) >= self.fan_in:  # merge a full level into one run of the next
-            merged = _write_run(heapq.merge(*(_read_run(r) for r in levels[level]), key=self.key), self.directory)
+            merged = _write_run(heapq.merge(*(_read_run(r) for r in levels[level]), key=self.key), self.directory, self.block)
             for run in levels[level]:
                 run.close()
             levels[level] = []
@@ -132,12 +136,12 @@ class SortBuffer:
 
 
 def external_sort(items: Iterable[Any], key: Callable[[Any], Any] | None, directory: str | Path,
-                  max_in_memory: int = DEFAULT_MAX_IN_MEMORY, fan_in: int = FAN_IN) -> Iterator[Any]:
+                  max_in_memory: int | None = None, fan_in: int = FAN_IN) -> Iterator[Any]:
     """Yield ``items`` sorted by ``key`` (``None``: the items themselves; equal keys come in
     no particular order).
 
-    Holds at most ``max_in_memory`` items plus one block per open run; see the module
-    docstring. The temporary runs are closed (hence deleted) when the iterator is
+    Holds at most ``max_in_memory`` items (default :data:`DEFAULT_MAX_IN_MEMORY`) plus
+    one block per open run; see the module docstring. The temporary runs are closed (hence deleted) when the iterator is
     exhausted, closed, or garbage-collected.
     """
     buffer = SortBuffer(key, directory, max_in_memory, fan_in)

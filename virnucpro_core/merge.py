@@ -35,7 +35,7 @@ from typing import IO, TYPE_CHECKING, Iterable, Iterator
 import numpy as np
 
 from virnucpro_core.errors import InputError
-from virnucpro_core.external_sort import DEFAULT_MAX_IN_MEMORY, external_sort
+from virnucpro_core.external_sort import external_sort
 from virnucpro_core.formats.base import EmbeddingMeta, EmbeddingReader
 
 if TYPE_CHECKING:
@@ -86,8 +86,8 @@ def _name(reader: EmbeddingReader, fallback: str) -> str:
     return str(getattr(reader, "path", fallback))
 
 
-#: IDs read at a time when the ID columns are compared or sorted.
-ID_BATCH = 65536
+#: IDs read at a time when the ID columns are compared or sorted (a few MB of strings).
+ID_BATCH = 8192
 #: Matched row pairs read at a time from the pairs file of an unaligned merge.
 PAIR_BLOCK = 65536
 
@@ -121,7 +121,7 @@ def _duplicate(where: str, sid: str, first: int, second: int) -> InputError:
     )
 
 
-def _sorted_unique(reader: EmbeddingReader, where: str, workdir: Path, max_in_memory: int) -> Iterator[tuple[str, int]]:
+def _sorted_unique(reader: EmbeddingReader, where: str, workdir: Path, max_in_memory: int | None) -> Iterator[tuple[str, int]]:
     """``(id, row)`` of a file sorted by ID; a repeated ID raises, naming its first two rows."""
     previous: tuple[str, int] | None = None
     for item in external_sort(_numbered(reader), key=None, directory=workdir, max_in_memory=max_in_memory):
@@ -199,7 +199,7 @@ class Merger:
     """
 
     def __init__(self, nucleotide: EmbeddingReader, protein: EmbeddingReader, batch_size: int = 4096, *,
-                 workdir: str | Path | None = None, max_in_memory: int = DEFAULT_MAX_IN_MEMORY) -> None:
+                 workdir: str | Path | None = None, max_in_memory: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.nucleotide = nucleotide
@@ -232,7 +232,7 @@ class Merger:
             )
         self.meta = merged_meta(nucleotide.meta, protein.meta)
 
-    def _join(self, workdir: Path, max_in_memory: int) -> MergeStats:
+    def _join(self, workdir: Path, max_in_memory: int | None) -> MergeStats:
         """Sort both ID lists, walk them together, keep the matched row pairs in nucleotide order."""
         missing_p, missing_n = _Examples(), _Examples()
         nuc = _sorted_unique(self.nucleotide, self._nuc_name, workdir, max_in_memory)

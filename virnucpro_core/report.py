@@ -45,13 +45,13 @@ import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import IO, Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
 from virnucpro_core.atomic import atomic_open
 from virnucpro_core.errors import ConfigError, InputError
-from virnucpro_core.external_sort import DEFAULT_MAX_IN_MEMORY, external_sort
+from virnucpro_core.external_sort import external_sort
 
 PREDICTIONS_NAME = "prediction_results.txt"
 CONSENSUS_NAME = "prediction_results_highestscore.csv"
@@ -219,7 +219,7 @@ def _chunk_maxima(prediction_results: str | Path) -> Iterator[tuple[str, float, 
 
 
 def write_consensus(
-    prediction_results: str | Path, out: str | Path, *, max_in_memory: int = DEFAULT_MAX_IN_MEMORY
+    prediction_results: str | Path, out: str | Path, *, max_in_memory: int | None = None
 ) -> int:
     """Write ``prediction_results_highestscore.csv`` as the original does; return its row count.
 
@@ -359,7 +359,7 @@ def write_sequence_summary(
     out: str | Path,
     *,
     min_viral_fraction: float = 0.5,
-    max_in_memory: int = DEFAULT_MAX_IN_MEMORY,
+    max_in_memory: int | None = None,
 ) -> SummaryStats:
     """Write ``sequence_summary.tsv``: one row per input sequence, in input order.
 
@@ -460,7 +460,7 @@ class _Summary:
         if pending is not None:
             raise _OutOfOrder(pending.sequence_id)
 
-    def sorted(self, workdir: Path, max_in_memory: int) -> Iterator[tuple[tuple[str, ...], bool, int, int]]:
+    def sorted(self, workdir: Path, max_in_memory: int | None) -> Iterator[tuple[tuple[str, ...], bool, int, int]]:
         """Frames and table rows sorted by sequence ID, joined, then put back in table order."""
         frames = external_sort(_scored_frames(self.prediction_results), key=lambda f: (f[0], f[1]), directory=workdir,
                                max_in_memory=max_in_memory)

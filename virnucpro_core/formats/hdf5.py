@@ -39,6 +39,9 @@ EMBEDDINGS = "embeddings"
 CHUNK_BYTES = 1 << 20
 #: Chunk cache of a reader, so random ``read_rows`` does not re-read chunks.
 READ_CACHE_BYTES = 64 << 20
+#: Ceiling of the HDF5 library's metadata cache of an open file (its default grows to 32 MB
+#: as the ID strings' heap blocks are read or written; this keeps it small and bounded).
+METADATA_CACHE_BYTES = 2 << 20
 
 _META_ATTRS = ("backend", "version", "package_version", "model")
 
@@ -47,6 +50,16 @@ def _created_by() -> str:
     from virnucpro_core import __version__
 
     return f"virnucpro {__version__}"
+
+
+def bound_metadata_cache(file: Any) -> None:
+    """Cap the metadata cache of an open h5py file at :data:`METADATA_CACHE_BYTES`."""
+    config = file.id.get_mdc_config()
+    config.set_initial_size = True
+    config.initial_size = min(config.initial_size, METADATA_CACHE_BYTES)
+    config.min_size = min(config.min_size, METADATA_CACHE_BYTES)
+    config.max_size = METADATA_CACHE_BYTES
+    file.id.set_mdc_config(config)
 
 
 def chunk_rows(dim: int) -> int:
@@ -78,6 +91,7 @@ class Hdf5Writer(CommitOnExit):
         self._done = False
         try:
             self._file = h5py.File(self._tmp, "w")
+            bound_metadata_cache(self._file)
             self._ids = self._file.create_dataset(
                 IDS, shape=(0,), maxshape=(None,), dtype=h5py.string_dtype("utf-8"), chunks=(chunk_rows(64),)
             )
@@ -161,6 +175,7 @@ class Hdf5Reader:
                 "recreate it with the command that made it"
             ) from None
         try:
+            bound_metadata_cache(self._file)
             self._ids, self._emb, self.meta = self._check()
         except BaseException:
             self._file.close()
@@ -213,7 +228,7 @@ class Hdf5Reader:
     def ids(self) -> list[str]:
         return list(self._ids[:]) if len(self) else []
 
-    def iter_ids(self, batch_size: int = 65536) -> Iterator[list[str]]:
+    def iter_ids(self, batch_size: int = 8192) -> Iterator[list[str]]:
         """The IDs in file order, a batch at a time, without reading any embedding."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -249,8 +264,13 @@ class Hdf5Reader:
         if span <= 2 * unique.size + 1024:
             block = self._emb[first : last + 1]
             picked = block if span == unique.size else block[unique - first]
-        else:
-            picked = self._emb[unique]
+        else:  # one stored chunk at a time: a point selection over the whole file holds many at once
+            step = self._emb.chunks[0] if self._emb.chunks else len(unique)
+            picked = np.empty((unique.size, dim), dtype=np.float32)
+            bounds = np.flatnonzero(np.diff(unique // step)) + 1
+            for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [unique.size]])):
+                a, b = int(unique[lo]), int(unique[hi - 1])
+                picked[lo:hi] = self._emb[a : b + 1][unique[lo:hi] - a]
         return np.ascontiguousarray(picked[inverse], dtype=np.float32)
 
     def close(self) -> None:
