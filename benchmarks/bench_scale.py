@@ -21,7 +21,9 @@ frames at ``--model-type 300`` (one chunk per read), and then:
 Every command runs as its own child process; its peak RSS is that child's own high-water
 mark (``VmHWM``, written by the child at exit; ``ru_maxrss`` would not do, since Linux
 carries the parent's peak over fork and exec into the child's), and peak disk is the largest size of its output folder, sampled every 0.2 s while it runs.
-Frames/s is frames over the command's wall time, start-up included.
+Frames/s is frames over the command's wall time, start-up included; frames/CPU-s is
+frames over the command's own CPU time (``ru_utime + ru_stime`` from ``os.wait4``), which
+is what one core sustains even on a busy machine (start-up included too).
 
 ``--real-widths`` writes synthetic embeddings of the real widths (DNABERT-S 768 and
 ESM-2 3B 2560, float32, 13.3 KB a frame) for the frames of the first size and times
@@ -70,10 +72,17 @@ class Measure:
     seconds: float
     peak_rss_mb: float
     peak_disk_mb: float
+    cpu_seconds: float = float("nan")
 
     @property
     def frames_per_s(self) -> float:
         return self.frames / self.seconds if self.seconds else float("nan")
+
+    @property
+    def frames_per_cpu_s(self) -> float:
+        """Frames per second of CPU time (user + system) of the command: what one core
+        sustains, also on a machine busy with other work."""
+        return self.frames / self.cpu_seconds if self.cpu_seconds else float("nan")
 
 
 def _tree_bytes(path: Path) -> int:
@@ -105,7 +114,7 @@ def run(what: str, cmd: list[str], frames: int, watch: Path, env: dict[str, str]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     sampler.start()
     output = proc.stdout.read() if proc.stdout else b""
-    _, status, _ = os.wait4(proc.pid, 0)
+    _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.monotonic() - start
     done.set()
     sampler.join()
@@ -115,7 +124,7 @@ def run(what: str, cmd: list[str], frames: int, watch: Path, env: dict[str, str]
         raise SystemExit(f"{what} failed ({proc.returncode}): {' '.join(cmd[3:])}\n{output.decode(errors='replace')[-3000:]}")
     peak_kb = int(peak_file.read_text() or "0")
     peak_file.unlink()
-    return Measure(what, frames, seconds, peak_kb / 1024, peak[0] / 2**20)
+    return Measure(what, frames, seconds, peak_kb / 1024, peak[0] / 2**20, usage.ru_utime + usage.ru_stime)
 
 
 def write_reads(path: Path, reads: int, seed: int = 1) -> None:
@@ -211,7 +220,7 @@ def bench_size(target: int, workdir: Path, ratio: float, models: Path, mlp: Path
     whole = run("predict", cli("predict", str(reads), "-o", str(run_dir), "--backend", "kmer=v1", "-q", *common), 0, run_dir)
     manifest = json.loads((run_dir / "run.json").read_text())
     frames = int(manifest["counts"]["prepare"]["frames"])
-    measures.append(Measure("predict", frames, whole.seconds, whole.peak_rss_mb, whole.peak_disk_mb))
+    measures.append(Measure("predict", frames, whole.seconds, whole.peak_rss_mb, whole.peak_disk_mb, whole.cpu_seconds))
     stage_seconds = {name: stage.get("seconds") for name, stage in manifest["stages"].items()}
     for name, seconds in stage_seconds.items():  # inside predict: no start-up, RSS and disk only for the whole
         measures.append(Measure(f"  predict stage {name} (in process)", frames, float(seconds or 0), float("nan"), float("nan")))
@@ -275,11 +284,12 @@ def bench_real_widths(workdir: Path, target: int, ratio: float, threads: int) ->
 
 
 def table(measures: list[Measure]) -> str:
-    lines = [f"| {'what':<44} | {'frames':>9} | {'seconds':>8} | {'frames/s':>9} | {'peak RSS MB':>11} | {'peak disk MB':>12} |",
-             f"|{'-' * 46}|{'-' * 11}|{'-' * 10}|{'-' * 11}|{'-' * 13}|{'-' * 14}|"]
+    lines = [f"| {'what':<48} | {'frames':>9} | {'seconds':>8} | {'frames/s':>9} | {'CPU s':>7} | {'frames/CPU-s':>12} | "
+             f"{'peak RSS MB':>11} | {'peak disk MB':>12} |",
+             f"|{'-' * 50}|{'-' * 11}|{'-' * 10}|{'-' * 11}|{'-' * 9}|{'-' * 14}|{'-' * 13}|{'-' * 14}|"]
     for m in measures:
-        lines.append(f"| {m.what:<44} | {m.frames:>9} | {m.seconds:>8.1f} | {m.frames_per_s:>9.0f} | {m.peak_rss_mb:>11.0f} | "
-                     f"{m.peak_disk_mb:>12.0f} |")
+        lines.append(f"| {m.what:<48} | {m.frames:>9} | {m.seconds:>8.1f} | {m.frames_per_s:>9.0f} | {m.cpu_seconds:>7.1f} | "
+                     f"{m.frames_per_cpu_s:>12.0f} | {m.peak_rss_mb:>11.0f} | {m.peak_disk_mb:>12.0f} |")
     return "\n".join(lines)
 
 
@@ -307,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             measures, info = bench_size(target, workdir, ratio, models, mlp, args.threads)
             print(f"\n{info['frames']} frames ({info['reads']} reads); predict stage seconds: {info['predict_stage_seconds']}")
             print(table(measures), flush=True)
-            results[str(target)] = {**info, "measures": [{**asdict(m), "frames_per_s": m.frames_per_s} for m in measures]}
+            results[str(target)] = {**info, "measures": [{**asdict(m), "frames_per_s": m.frames_per_s, "frames_per_cpu_s": m.frames_per_cpu_s} for m in measures]}
             if args.smoke:
                 run_dir = workdir / f"f{target}" / "predict"
                 for name in ("prediction_results.txt", "prediction_results_highestscore.csv", "sequence_summary.tsv", "viral_sequences.fa"):
@@ -320,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             measures = bench_real_widths(workdir, sizes[0], ratio, args.threads)
             print(f"\nreal widths, {measures[0].frames} frames")
             print(table(measures), flush=True)
-            results["real_widths"] = {"measures": [{**asdict(m), "frames_per_s": m.frames_per_s} for m in measures]}
+            results["real_widths"] = {"measures": [{**asdict(m), "frames_per_s": m.frames_per_s, "frames_per_cpu_s": m.frames_per_cpu_s} for m in measures]}
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
