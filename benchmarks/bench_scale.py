@@ -61,6 +61,7 @@ MODEL_TYPE = 300
 KMER_DIM = 256
 TINY_ESM_DIM = 32
 REAL_WIDTHS = (768, 2560)
+THREADS = 1  # set from --threads
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ def run(what: str, cmd: list[str], frames: int, watch: Path, env: dict[str, str]
 
     sampler = threading.Thread(target=sample, daemon=True)
     peak_file = Path(tempfile.mkstemp(prefix="bench-peak-")[1])
-    env = {**(env or os.environ), "BENCH_PEAK_FILE": str(peak_file)}
+    # every command on the number of cores asked for (classify has no --threads; torch reads OMP_NUM_THREADS)
+    env = {**(env or os.environ), "BENCH_PEAK_FILE": str(peak_file), "OMP_NUM_THREADS": str(THREADS)}
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     sampler.start()
@@ -298,10 +300,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, nargs="+", default=[300_000, 1_000_000, 3_000_000])
     parser.add_argument("--workdir", type=Path, help="where the inputs and runs go (default: a temporary folder, removed)")
     parser.add_argument("--json", type=Path, help="write every measurement here")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the embedding commands [1]")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of every command (-t, OMP_NUM_THREADS) [1]")
     parser.add_argument("--real-widths", action="store_true", help="also classify/convert synthetic 768/2560-wide embeddings")
     parser.add_argument("--smoke", action="store_true", help="one tiny size through everything (what CI runs)")
     args = parser.parse_args(argv)
+    global THREADS
+    THREADS = args.threads
     sizes = [2_000] if args.smoke else args.frames
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="virnucpro-bench-scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
