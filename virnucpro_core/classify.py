@@ -2,8 +2,8 @@
 
 Streams: the merger yields batches in nucleotide-file order (as the original), each
 batch is scored by the MLP and written to ``prediction_results.txt`` at once, then the
-per-chunk consensus file is derived from it. Nothing grows with the input but the ID
-index of the protein file.
+per-chunk consensus file is derived from it. Nothing held in memory grows with the
+input (see :mod:`virnucpro_core.merge` and :func:`virnucpro_core.report.write_consensus`).
 """
 
 from __future__ import annotations
@@ -74,15 +74,15 @@ def classify_embeddings(
     nuc_fmt = registry.format_for_path(nucleotide, nucleotide_format)
     prot_fmt = registry.format_for_path(protein, protein_format)
     scored = viral = 0
+    outdir.mkdir(parents=True, exist_ok=True)
     with nuc_fmt.open_reader(Path(nucleotide)) as nuc, prot_fmt.open_reader(Path(protein)) as prot:
-        merger = Merger(nuc, prot, batch_size)
+        merger = Merger(nuc, prot, batch_size, workdir=outdir)
         if merger.stats.merged and merger.meta.dim != input_dim:  # empty files only know their backend's default width
             raise ModelError(
                 f"{mlp}: the MLP expects {input_dim} features but the embeddings give {merger.meta.dim} "
                 f"({nuc.meta.dim} nucleotide + {prot.meta.dim} protein); use the MLP trained for these models "
                 "(the published ones need DNABERT-S 768 + ESM-2 3B 2560)"
             )
-        outdir.mkdir(parents=True, exist_ok=True)
         for problem in merger.stats.problems():
             log.warning("%s: %s", outdir, problem)
         with PredictionWriter(predictions) as writer:

@@ -3,13 +3,17 @@
 Output is byte-identical to the original VirNucPro's preprocessing (see
 :mod:`virnucpro_core.chunking` and :mod:`virnucpro_core.translate` for the rules).
 Memory stays flat however large the input is, even for one chromosome-sized record
-(beyond 8 bytes per record and the set of IDs used to refuse duplicates):
+or 100 million reads (beyond 8 bytes per FASTA record for pass 2, see below):
 
 * The chunk rule needs a record's length before its first chunk can be placed, so a
   FASTA file is read twice. Pass 1 (:class:`_Checker`) scans it block by block
   (:meth:`~virnucpro_core.seqio.RecordStream.fasta_blocks`, never a whole record) and
   refuses what the original could not use (binary data, duplicated IDs, letters that are
-  not nucleotides), recording each record's length. Pass 2 (:class:`_Emitter`) reads it
+  not nucleotides), recording each record's length. Duplicated IDs are found without a
+  set of IDs: every ``(id, record number)`` goes to a bounded external sort
+  (:class:`~virnucpro_core.external_sort.SortBuffer`, runs spilled to anonymous files in
+  the output directory), read back at the end of the pass, or when another problem
+  stops it, so that the first problem in file order is still the one reported. Pass 2 (:class:`_Emitter`) reads it
   again and cuts chunks from a sliding buffer of about one block plus one chunk.
   Compressed files are simply decompressed twice; stdin, which cannot be read twice, is
   kept (decompressed) in a temporary file in the output directory during pass 1 and
@@ -43,6 +47,7 @@ from pathlib import Path
 from virnucpro_core.atomic import atomic_open
 from virnucpro_core.chunking import chunk_count, chunk_plan, chunk_starts
 from virnucpro_core.errors import InputError
+from virnucpro_core.external_sort import SortBuffer
 from virnucpro_core.seqio import (
     RecordStream,
     describe_bad_character,
@@ -127,20 +132,21 @@ def prepare_file(input: str | Path, outdir: Path, chunk_size: int = 500, *, prog
         if stream.format is None:
             raise InputError(f"{stream.name} contains no records (only blank lines); give a FASTA or FASTQ file with at least one sequence")
         outdir.mkdir(parents=True, exist_ok=True)
-        checker = _Checker(name)
+        checker = _Checker(name, outdir)
+        stack.callback(checker.close)
         if stream.format == "fasta":
             if str(input) == "-":
                 spool = stack.enter_context(_spool(outdir))
                 with open(spool, "w", encoding="utf-8", errors="surrogateescape", newline="") as tee:
-                    lengths = _survey(stream, checker, tee)
+                    lengths = checker.checked(_survey, stream, checker, _Lengths(outdir), tee)
                 second: str | Path = spool
             else:
-                lengths = _survey(stream, checker)
+                lengths = checker.checked(_survey, stream, checker, _Lengths(outdir))
                 second = input
+            stack.callback(lengths.close)
             stream.close()
-            checker.seen.clear()  # pass 2 needs the lengths only
-            if not any(lengths):
-                raise _no_sequence(stream.name, len(lengths))
+            if not lengths.total:
+                raise _no_sequence(stream.name, lengths.count)
         handles = [stack.enter_context(atomic_open(path)) for path in paths]
         bar = None
         if progress:
@@ -151,11 +157,11 @@ def prepare_file(input: str | Path, outdir: Path, chunk_size: int = 500, *, prog
         emitter = _Emitter(name, chunk_size, handles, bar)
         if stream.format == "fasta":
             if bar is not None:
-                bar.total = sum(lengths)
+                bar.total = lengths.total
             with RecordStream(second) as again:
                 _emit_fasta(again, lengths, emitter)
         else:
-            _emit_fastq(stream, checker, emitter)
+            checker.checked(_emit_fastq, stream, checker, emitter)
             if not emitter.bases:
                 raise _no_sequence(stream.name, emitter.sequences)
         emitter.flush()
@@ -189,20 +195,65 @@ def _spool(outdir: Path):
             os.unlink(name)
 
 
-def _survey(stream: RecordStream, checker: _Checker, tee=None) -> array:
-    """Pass 1 over a FASTA file: check every record and return their lengths in order."""
-    lengths = array("q")
+class _Lengths:
+    """The record lengths pass 1 finds, for pass 2: kept in order in an anonymous file
+    (8 bytes a record) beside the outputs, so that memory does not grow with the records.
+
+    Appended during pass 1 (the last one may still grow: a record spans blocks), then
+    read back once, in order, with :meth:`take`.
+    """
+
+    BLOCK = 65536
+
+    def __init__(self, workdir: Path) -> None:
+        self._file = tempfile.TemporaryFile(dir=workdir, prefix=".virnucpro-lengths-")
+        self._tail = array("q")  # not yet written; holds the last length while it may grow
+        self.count = 0
+        self.total = 0
+        self._reading = False
+
+    def extend(self, values: list[int]) -> None:
+        self._tail.extend(values)
+        self.count += len(values)
+        self.total += sum(values)
+        if len(self._tail) > 2 * self.BLOCK:
+            self._file.write(self._tail[:-1].tobytes())
+            del self._tail[:-1]
+
+    def grow_last(self, bases: int) -> None:
+        self._tail[-1] += bases
+        self.total += bases
+
+    def take(self, n: int) -> list[int]:
+        """The next ``n`` lengths in record order (pass 2)."""
+        if not self._reading:
+            self._file.write(self._tail.tobytes())
+            self._tail = array("q")
+            self._file.seek(0)
+            self._reading = True
+        if n <= 0:
+            return []
+        out = array("q")
+        out.frombytes(self._file.read(8 * n))
+        return out.tolist()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _survey(stream: RecordStream, checker: _Checker, lengths: _Lengths, tee=None) -> _Lengths:
+    """Pass 1 over a FASTA file: check every record and record their lengths in order."""
     for head, titles, bodies in stream.fasta_blocks(tee=tee):
         head_length, ids, record_lengths = checker.block(head, titles, bodies)
         if head_length:
-            lengths[-1] += head_length
+            lengths.grow_last(head_length)
         if ids:
             lengths.extend(record_lengths)
             stream.last_id = checker.previous_id  # a read error names the last complete record
     return lengths
 
 
-def _emit_fasta(stream: RecordStream, lengths: array, emitter: _Emitter) -> None:
+def _emit_fasta(stream: RecordStream, lengths: _Lengths, emitter: _Emitter) -> None:
     """Pass 2 over a FASTA file: cut and write the chunks, the record lengths known from pass 1."""
     plain = True
     index = 0  # records started so far
@@ -217,23 +268,23 @@ def _emit_fasta(stream: RecordStream, lengths: array, emitter: _Emitter) -> None
             emitter.finish()
         count = len(titles)
         ids = record_ids(titles)
-        if index + count > len(lengths):
-            emitter.changed(ids[len(lengths) - index] if index < len(lengths) else ids[0])
+        if index + count > lengths.count:
+            emitter.changed(ids[lengths.count - index] if index < lengths.count else ids[0])
         # Every record but the last is whole in this block; the last may go on in the next.
         if count > 1:
             seqs = [b.replace("\n", "") for b in bodies[:-1]] if plain else list(map(sequence_from_lines, bodies[:-1]))
-            whole = lengths[index : index + count - 1].tolist()
+            whole = lengths.take(count - 1)
             found = list(map(len, seqs))
             if found != whole:
                 emitter.changed(next(i for i, a, b in zip(ids, found, whole) if a != b))
             emitter.whole(ids[:-1], seqs, whole)
         index += count
-        emitter.start(ids[-1], lengths[index - 1])
+        emitter.start(ids[-1], lengths.take(1)[0])
         last = bodies[-1]
         emitter.feed(last.replace("\n", "") if plain else sequence_from_lines(last))
     if index:
         emitter.finish()
-    if index != len(lengths):
+    if index != lengths.count:
         emitter.changed(None)
 
 
@@ -251,14 +302,15 @@ class _Checker:
     """What ``prepare`` refuses, checked in file order so that the first problem is the one reported.
 
     Takes the text a block at a time (a record's sequence may span blocks); raw
-    sequence text may still hold newlines (FASTA) or not (FASTQ). IDs are remembered to
-    refuse duplicates. Records with U are counted (RNA) and a record with both T and U
-    is refused; whether the open record has shown T or U is carried across blocks.
+    sequence text may still hold newlines (FASTA) or not (FASTQ). IDs go to an external
+    sort, read back by :meth:`checked` to refuse duplicates. Records with U are counted
+    (RNA) and a record with both T and U is refused; whether the open record has shown T
+    or U is carried across blocks.
     """
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, workdir: Path):
         self.name = name
-        self.seen: dict[str, int] = {}
+        self.ids = SortBuffer(None, workdir)  # (record id, record number)
         self.records = 0
         self.open_id: str | None = None  # the record that text without a header continues
         self.previous_id: str | None = None  # the record before it
@@ -274,20 +326,18 @@ class _Checker:
                 and not self.open_u and not has_t_u(head)[1] and not has_t_u(text)[1]):
             ids = record_ids(titles)
             first = self.records + 1
-            new = dict(zip(ids, range(first, first + len(ids))))
-            if len(new) == len(ids) and self.seen.keys().isdisjoint(new):
-                self.seen.update(new)
-                head_length = len(head) - head.count("\n")
-                lengths = list(map(operator.sub, map(len, bodies), map(_NEWLINES, bodies)))
-                self.records += len(ids)
-                self.open_length += head_length
-                if ids:
-                    self.previous_id = self.open_id if len(ids) == 1 else ids[-2]
-                    self.open_id, self.open_length = ids[-1], lengths[-1]
-                    self.open_t, self.open_u = has_t_u(bodies[-1])[0], False
-                else:
-                    self.open_t = self.open_t or has_t_u(head)[0]
-                return head_length, ids, lengths
+            self.ids.extend(zip(ids, range(first, first + len(ids))))
+            head_length = len(head) - head.count("\n")
+            lengths = list(map(operator.sub, map(len, bodies), map(_NEWLINES, bodies)))
+            self.records += len(ids)
+            self.open_length += head_length
+            if ids:
+                self.previous_id = self.open_id if len(ids) == 1 else ids[-2]
+                self.open_id, self.open_length = ids[-1], lengths[-1]
+                self.open_t, self.open_u = has_t_u(bodies[-1])[0], False
+            else:
+                self.open_t = self.open_t or has_t_u(head)[0]
+            return head_length, ids, lengths
         return self._one_by_one(head, titles, bodies)
 
     def _one_by_one(self, head: str, titles: list[str], bodies: list[str]) -> tuple[int, list[str], list[int]]:
@@ -312,13 +362,7 @@ class _Checker:
                 )
             record_id = title.split(None, 1)[0] if title.strip() else ""
             self.records += 1
-            previous = self.seen.get(record_id)
-            if previous is not None:
-                raise InputError(
-                    f"{self.name}: record ID '{record_id}' occurs twice (records {previous} and {self.records}), "
-                    "which would make chunk IDs ambiguous; make the IDs unique (e.g. `seqkit rename`) and run again"
-                )
-            self.seen[record_id] = self.records
+            self.ids.add((record_id, self.records))
             seq = sequence_from_lines(body)
             self._check_letters(record_id, seq, 0)
             self.open_t = self.open_u = False
@@ -335,6 +379,38 @@ class _Checker:
         self.open_t, self.open_u = self.open_t or has_t, self.open_u or has_u
         if self.open_t and self.open_u:
             raise mixed_t_u_error(self.name, record_id)
+
+    def checked(self, run, *args):
+        """``run(*args)``, then the duplicate check; a problem ``run`` raises gives way to a
+        duplicated ID seen before it, which the original order of checks reported first."""
+        try:
+            result = run(*args)
+        except InputError as exc:
+            raise self._duplicate() or exc from None
+        duplicate = self._duplicate()
+        if duplicate is not None:
+            raise duplicate
+        return result
+
+    def _duplicate(self) -> InputError | None:
+        """The duplicated ID whose second occurrence comes first among the records checked so far."""
+        found: tuple[str, int, int] | None = None
+        first: tuple[str, int] | None = None
+        for record_id, number in self.ids:
+            if first is not None and first[0] == record_id:
+                if found is None or number < found[2]:
+                    found = (record_id, first[1], number)
+            else:
+                first = (record_id, number)
+        if found is None:
+            return None
+        return InputError(
+            f"{self.name}: record ID '{found[0]}' occurs twice (records {found[1]} and {found[2]}), "
+            "which would make chunk IDs ambiguous; make the IDs unique (e.g. `seqkit rename`) and run again"
+        )
+
+    def close(self) -> None:
+        self.ids.close()
 
     def _check_letters(self, record_id: str | None, seq: str, offset: int) -> None:
         bad = first_non_nucleotide(seq)

@@ -28,29 +28,30 @@ existing users parse them:
 The per-sequence summary and the viral FASTA are our additions (see
 :func:`write_sequence_summary`).
 
-Everything streams. The consensus must come out sorted and the summary in input
-order while the frames may arrive in any order, so both go through a small external
-merge sort (:func:`_external_sort`) that holds at most ``max_in_memory`` records and
-spills sorted runs to anonymous temporary files beside the output.
+Everything streams, in memory that does not grow with the input. The consensus must
+come out sorted by chunk ID: the frames of a chunk arrive together (prepare writes them
+so), so they are first folded into one record per chunk, and those go through a bounded
+external sort (:mod:`virnucpro_core.external_sort`, sorted runs spilled to anonymous
+temporary files beside the output). The summary is in input order, the order
+``predict`` scores frames in, so it is one pass over both files side by side; frames in
+another order (a ``classify`` of other files) fall back to external sorts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import heapq
 import itertools
 import math
-import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import IO, Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
 from virnucpro_core.atomic import atomic_open
 from virnucpro_core.errors import ConfigError, InputError
+from virnucpro_core.external_sort import external_sort
 
 PREDICTIONS_NAME = "prediction_results.txt"
 CONSENSUS_NAME = "prediction_results_highestscore.csv"
@@ -74,8 +75,6 @@ SUMMARY_HEADER = (
 )
 FRAME_SUFFIXES = frozenset({"F1", "F2", "F3", "R1", "R2", "R3"})
 CHUNK_SEPARATOR = "_chunk_"
-#: Records an external sort keeps in memory before spilling a sorted run to disk.
-DEFAULT_MAX_IN_MEMORY = 500_000
 FASTA_WIDTH = 60
 
 
@@ -191,55 +190,7 @@ def iter_predictions(path: str | Path) -> Iterator[PredictionRow]:
         yield PredictionRow(fields[0], fields[1], score1, score2, number)
 
 
-# --------------------------------------------------------------------------- external sort
-
-
-def _dump_run(items: list, directory: Path) -> IO[bytes]:
-    run = tempfile.TemporaryFile(dir=directory, prefix=".virnucpro-sort-")
-    for start in range(0, len(items), 4096):
-        pickle.dump(items[start : start + 4096], run, protocol=pickle.HIGHEST_PROTOCOL)
-    run.seek(0)
-    return run
-
-
-def _read_run(run: IO[bytes]) -> Iterator:
-    with run:
-        while True:
-            try:
-                block = pickle.load(run)
-            except EOFError:
-                return
-            yield from block
-
-
-def _external_sort(
-    items: Iterable, key: Callable, directory: Path, max_in_memory: int = DEFAULT_MAX_IN_MEMORY
-) -> Iterator:
-    """Yield ``items`` sorted by ``key`` while holding at most ``max_in_memory`` of them.
-
-    Sorted runs are pickled into anonymous temporary files in ``directory`` (they
-    vanish when closed, also on a crash) and merged with :func:`heapq.merge`. Only our
-    own tuples of strings and numbers are pickled and read back.
-    """
-    if max_in_memory < 1:
-        raise ValueError("max_in_memory must be positive")
-    runs: list[IO[bytes]] = []
-    buffer: list = []
-    try:
-        for item in items:
-            buffer.append(item)
-            if len(buffer) >= max_in_memory:
-                buffer.sort(key=key)
-                runs.append(_dump_run(buffer, directory))
-                buffer = []
-        buffer.sort(key=key)
-        if not runs:
-            yield from buffer
-            return
-        yield from heapq.merge(buffer, *(_read_run(run) for run in runs), key=key)
-    finally:
-        for run in runs:
-            run.close()
+# --------------------------------------------------------------------------- helpers
 
 
 def _nanmax(current: float, value: float) -> float:
@@ -259,18 +210,33 @@ def _chunk_is_viral(max_score1: float, max_score2: float) -> bool:
 # --------------------------------------------------------------------------- consensus
 
 
+def _chunk_maxima(prediction_results: str | Path) -> Iterator[tuple[str, float, float]]:
+    """``(chunk id, max score1, max score2)`` per run of consecutive frames of one chunk.
+
+    Frames of a chunk arrive together in what ``predict`` writes, so this usually gives
+    one record per chunk; a chunk whose frames are scattered gives several, which the
+    consensus combines after sorting.
+    """
+    for chunk_id, group in itertools.groupby(iter_predictions(prediction_results), key=lambda row: row.frame_id[:-2]):
+        max1 = max2 = math.nan
+        for row in group:
+            max1, max2 = _nanmax(max1, row.score1), _nanmax(max2, row.score2)
+        yield chunk_id, max1, max2
+
+
 def write_consensus(
-    prediction_results: str | Path, out: str | Path, *, max_in_memory: int = DEFAULT_MAX_IN_MEMORY
+    prediction_results: str | Path, out: str | Path, *, max_in_memory: int | None = None
 ) -> int:
     """Write ``prediction_results_highestscore.csv`` as the original does; return its row count.
 
     Grouping key: the frame ID without its last two characters. ``Is_Virus`` is
     ``max(score2) >= max(score1)`` over the group. Rows sorted by key (pandas
-    ``groupby`` order). See the module docstring for the details kept.
+    ``groupby`` order). See the module docstring for the details kept. Memory: at most
+    ``max_in_memory`` per-chunk records (the rest is spilled to sorted runs beside ``out``).
     """
     out = Path(out)
-    frames = ((row.frame_id[:-2], row.score1, row.score2) for row in iter_predictions(prediction_results))
-    ordered = _external_sort(frames, key=lambda item: item[0], directory=out.parent, max_in_memory=max_in_memory)
+    ordered = external_sort(_chunk_maxima(prediction_results), key=lambda item: item[0], directory=out.parent,
+                            max_in_memory=max_in_memory)
     rows = 0
     with atomic_open(out, "w") as handle:
         # pandas' to_csv is csv.writer underneath: minimal quoting, "\n" line ends.
@@ -348,13 +314,20 @@ class _SequenceScores(NamedTuple):
     max_chunk: int
 
 
+class _OutOfOrder(Exception):
+    """The frames are not in the order of the sequence table (see :func:`write_sequence_summary`)."""
+
+
 def _per_sequence(frames: Iterator[tuple[str, int, float, float]]) -> Iterator[_SequenceScores]:
-    """Fold frames sorted by (sequence, chunk) into one record per sequence."""
+    """Fold frames grouped by sequence, chunks in increasing order, into one record per
+    consecutive run of a sequence's frames; a chunk that comes back raises :class:`_OutOfOrder`."""
     for sequence_id, seq_frames in itertools.groupby(frames, key=lambda item: item[0]):
         chunks = n_frames = viral = n_best = max_chunk = 0
         best_overall = math.nan
         sum_best = 0.0
         for chunk, chunk_frames in itertools.groupby(seq_frames, key=lambda item: item[1]):
+            if chunk <= max_chunk:
+                raise _OutOfOrder(sequence_id)
             max1 = max2 = math.nan
             for _, _, score1, score2 in chunk_frames:
                 max1, max2 = _nanmax(max1, score1), _nanmax(max2, score2)
@@ -392,7 +365,7 @@ def write_sequence_summary(
     out: str | Path,
     *,
     min_viral_fraction: float = 0.5,
-    max_in_memory: int = DEFAULT_MAX_IN_MEMORY,
+    max_in_memory: int | None = None,
 ) -> SummaryStats:
     """Write ``sequence_summary.tsv``: one row per input sequence, in input order.
 
@@ -415,82 +388,121 @@ def write_sequence_summary(
     ``sequences_tsv`` is prepare's ``id  length  chunks`` table (every input
     sequence, in input order), so sequences without any scored frame appear too.
     Raises :class:`InputError` when the two files do not belong together.
+
+    Memory does not depend on the input. Frames scored by ``predict`` come in input
+    order (sequences as in the table, chunks increasing, a chunk's frames together), so
+    both files are read once side by side. Frames in any other order are detected on
+    the way (a sequence or a chunk that comes back, or a sequence the table lacks at
+    that point) and the summary is then made again through external sorts by sequence
+    ID, at most ``max_in_memory`` records held at a time. Either way the table's IDs
+    are checked for duplicates by an external sort.
     """
     sequences_tsv, prediction_results, out = Path(sequences_tsv), Path(prediction_results), Path(out)
     if not 0.0 <= min_viral_fraction <= 1.0:
         raise ConfigError(f"--min-viral-fraction must lie between 0 and 1, got {min_viral_fraction}")
     workdir = out.parent
+    summary = _Summary(sequences_tsv, prediction_results, min_viral_fraction)
+    inputs = external_sort(_input_sequences(sequences_tsv), key=lambda s: s[0], directory=workdir, max_in_memory=max_in_memory)
+    for _ in summary.unique(inputs):
+        pass
+    try:
+        return summary.write(summary.in_input_order(), out)
+    except _OutOfOrder:
+        return summary.write(summary.sorted(workdir, max_in_memory), out)
 
-    frames = _external_sort(
-        _scored_frames(prediction_results), key=lambda f: (f[0], f[1]), directory=workdir, max_in_memory=max_in_memory
-    )
-    scored = _per_sequence(frames)
-    inputs = _external_sort(
-        _input_sequences(sequences_tsv), key=lambda s: s[0], directory=workdir, max_in_memory=max_in_memory
-    )
 
-    def joined() -> Iterator[tuple[int, tuple[str, ...], bool, int, int]]:
-        pending = next(scored, None)
+class _Summary:
+    """The two ways of making ``sequence_summary.tsv`` (see :func:`write_sequence_summary`)."""
+
+    def __init__(self, sequences_tsv: Path, prediction_results: Path, min_viral_fraction: float) -> None:
+        self.sequences_tsv = sequences_tsv
+        self.prediction_results = prediction_results
+        self.min_viral_fraction = min_viral_fraction
+
+    def unique(self, inputs: Iterator[tuple[str, int, int, int]]) -> Iterator[tuple[str, int, int, int]]:
+        """Pass through table rows sorted by ID, refusing a repeated ID."""
         previous: tuple[str, int, int, int] | None = None
-        for seq_id, ordinal, length, n_chunks in inputs:
-            if previous is not None and previous[0] == seq_id:
+        for item in inputs:
+            if previous is not None and previous[0] == item[0]:
                 raise InputError(
-                    f"{sequences_tsv}: sequence ID {seq_id!r} appears on lines {previous[1]} and {ordinal}; "
+                    f"{self.sequences_tsv}: sequence ID {item[0]!r} appears on lines {previous[1]} and {item[1]}; "
                     f"IDs must be unique, rename the duplicates in the input"
                 )
-            previous = (seq_id, ordinal, length, n_chunks)
-            if pending is not None and pending.sequence_id < seq_id:
-                break  # a scored sequence that the table lacks; reported below
-            if pending is None or pending.sequence_id != seq_id:
-                row = (seq_id, str(length), str(n_chunks), "0", "0", "0", "NA", "NA", "NA", "no_frames")
-                yield ordinal, row, False, 0, 0
-                continue
-            s = pending
-            if s.max_chunk > n_chunks:
-                raise InputError(
-                    f"{prediction_results}: sequence {seq_id!r} has a frame of chunk {s.max_chunk} but "
-                    f"{sequences_tsv} lists {n_chunks} chunks; the two files come from different runs"
-                )
-            fraction = s.viral_chunks / s.chunks_scored
-            call = "virus" if fraction >= min_viral_fraction else "others"
-            mean = s.sum_best_virus / s.n_best_virus if s.n_best_virus else math.nan
-            row = (
-                seq_id,
-                str(length),
-                str(n_chunks),
-                str(s.chunks_scored),
-                str(s.frames_scored),
-                str(s.viral_chunks),
-                f"{fraction:.4f}",
-                _float32_text(s.max_virus_score),
-                _float32_text(mean),
-                call,
-            )
-            yield ordinal, row, call == "virus", s.chunks_scored, s.frames_scored
-            pending = next(scored, None)
-        if pending is not None:
+            previous = item
+            yield item
+
+    def row(self, seq_id: str, length: int, n_chunks: int, s: _SequenceScores | None) -> tuple[tuple[str, ...], bool, int, int]:
+        """A summary row with (called virus, chunks scored, frames scored)."""
+        if s is None:
+            return (seq_id, str(length), str(n_chunks), "0", "0", "0", "NA", "NA", "NA", "no_frames"), False, 0, 0
+        if s.max_chunk > n_chunks:
             raise InputError(
-                f"{prediction_results}: sequence {pending.sequence_id!r} was scored but is not in "
-                f"{sequences_tsv}; the two files come from different runs"
+                f"{self.prediction_results}: sequence {seq_id!r} has a frame of chunk {s.max_chunk} but "
+                f"{self.sequences_tsv} lists {n_chunks} chunks; the two files come from different runs"
             )
+        fraction = s.viral_chunks / s.chunks_scored
+        call = "virus" if fraction >= self.min_viral_fraction else "others"
+        mean = s.sum_best_virus / s.n_best_virus if s.n_best_virus else math.nan
+        row = (seq_id, str(length), str(n_chunks), str(s.chunks_scored), str(s.frames_scored), str(s.viral_chunks),
+               f"{fraction:.4f}", _float32_text(s.max_virus_score), _float32_text(mean), call)
+        return row, call == "virus", s.chunks_scored, s.frames_scored
 
-    counts = {"sequences": 0, "with_frames": 0, "viral": 0, "chunks_scored": 0, "frames_scored": 0}
+    def _foreign(self, sequence_id: str) -> InputError:
+        return InputError(
+            f"{self.prediction_results}: sequence {sequence_id!r} was scored but is not in "
+            f"{self.sequences_tsv}; the two files come from different runs"
+        )
 
-    def counted() -> Iterator[tuple[int, tuple[str, ...]]]:
-        for ordinal, row, viral, chunks, n_frames in joined():
-            counts["sequences"] += 1
-            counts["with_frames"] += n_frames > 0
-            counts["viral"] += viral
-            counts["chunks_scored"] += chunks
-            counts["frames_scored"] += n_frames
-            yield ordinal, row
+    def in_input_order(self) -> Iterator[tuple[tuple[str, ...], bool, int, int]]:
+        """Both files side by side; raises :class:`_OutOfOrder` when the frames are not in table order."""
+        scored = _per_sequence(_scored_frames(self.prediction_results))
+        pending = next(scored, None)
+        for seq_id, _, length, n_chunks in _input_sequences(self.sequences_tsv):
+            if pending is not None and pending.sequence_id == seq_id:
+                yield self.row(seq_id, length, n_chunks, pending)
+                pending = next(scored, None)
+            else:
+                yield self.row(seq_id, length, n_chunks, None)
+        if pending is not None:
+            raise _OutOfOrder(pending.sequence_id)
 
-    in_order = _external_sort(counted(), key=lambda r: r[0], directory=workdir, max_in_memory=max_in_memory)
-    with atomic_open(out, "w") as handle:
-        handle.write("\t".join(SUMMARY_HEADER) + "\n")
-        for _, row in in_order:
-            handle.write("\t".join(row) + "\n")
-    return SummaryStats(**counts)
+    def sorted(self, workdir: Path, max_in_memory: int | None) -> Iterator[tuple[tuple[str, ...], bool, int, int]]:
+        """Frames and table rows sorted by sequence ID, joined, then put back in table order."""
+        frames = external_sort(_scored_frames(self.prediction_results), key=lambda f: (f[0], f[1]), directory=workdir,
+                               max_in_memory=max_in_memory)
+        scored = _per_sequence(frames)
+        inputs = self.unique(external_sort(_input_sequences(self.sequences_tsv), key=lambda s: s[0], directory=workdir,
+                                           max_in_memory=max_in_memory))
+
+        def joined() -> Iterator[tuple[int, tuple[tuple[str, ...], bool, int, int]]]:
+            pending = next(scored, None)
+            for seq_id, ordinal, length, n_chunks in inputs:
+                if pending is not None and pending.sequence_id < seq_id:
+                    break  # a scored sequence that the table lacks
+                if pending is None or pending.sequence_id != seq_id:
+                    yield ordinal, self.row(seq_id, length, n_chunks, None)
+                    continue
+                yield ordinal, self.row(seq_id, length, n_chunks, pending)
+                pending = next(scored, None)
+            if pending is not None:
+                raise self._foreign(pending.sequence_id)
+
+        for _, result in external_sort(joined(), key=lambda r: r[0], directory=workdir, max_in_memory=max_in_memory):
+            yield result
+
+    @staticmethod
+    def write(rows: Iterator[tuple[tuple[str, ...], bool, int, int]], out: Path) -> SummaryStats:
+        counts = {"sequences": 0, "with_frames": 0, "viral": 0, "chunks_scored": 0, "frames_scored": 0}
+        with atomic_open(out, "w") as handle:
+            handle.write("\t".join(SUMMARY_HEADER) + "\n")
+            for row, viral, chunks, n_frames in rows:
+                counts["sequences"] += 1
+                counts["with_frames"] += n_frames > 0
+                counts["viral"] += viral
+                counts["chunks_scored"] += chunks
+                counts["frames_scored"] += n_frames
+                handle.write("\t".join(row) + "\n")
+        return SummaryStats(**counts)
 
 
 class SummaryRow(NamedTuple):

@@ -43,6 +43,9 @@ EMBEDDINGS = "embeddings"
 CHUNK_BYTES = 1 << 20
 #: Chunk cache of a reader, so random ``read_rows`` does not re-read chunks.
 READ_CACHE_BYTES = 64 << 20
+#: Ceiling of the HDF5 library's metadata cache of an open file (its default grows to 32 MB
+#: as the ID strings' heap blocks are read or written; this keeps it small and bounded).
+METADATA_CACHE_BYTES = 2 << 20
 
 _META_ATTRS = ("backend", "version", "package_version", "model")
 
@@ -51,6 +54,16 @@ def _created_by() -> str:
     from virnucpro_core import __version__
 
     return f"virnucpro {__version__}"
+
+
+def bound_metadata_cache(file: Any) -> None:
+    """Cap the metadata cache of an open h5py file at :data:`METADATA_CACHE_BYTES`."""
+    config = file.id.get_mdc_config()
+    config.set_initial_size = True
+    config.initial_size = min(config.initial_size, METADATA_CACHE_BYTES)
+    config.min_size = min(config.min_size, METADATA_CACHE_BYTES)
+    config.max_size = METADATA_CACHE_BYTES
+    file.id.set_mdc_config(config)
 
 
 def chunk_rows(dim: int) -> int:
@@ -85,6 +98,7 @@ class Hdf5Writer(CommitOnExit):
         try:
             self._raw = GuardedFile(self._tmp)  # a full disk must not reach HDF5 (see formats/hdf5_io.py)
             self._file = h5py.File(self._raw, "w")
+            bound_metadata_cache(self._file)
             self._ids = self._file.create_dataset(
                 IDS, shape=(0,), maxshape=(None,), dtype=h5py.string_dtype("utf-8"), chunks=(chunk_rows(64),)
             )
@@ -184,6 +198,7 @@ class Hdf5Reader:
                 "recreate it with the command that made it"
             ) from None
         try:
+            bound_metadata_cache(self._file)
             self._ids, self._emb, self.meta = self._check()
         except BaseException:
             self._file.close()
@@ -236,6 +251,13 @@ class Hdf5Reader:
     def ids(self) -> list[str]:
         return list(self._ids[:]) if len(self) else []
 
+    def iter_ids(self, batch_size: int = 8192) -> Iterator[list[str]]:
+        """The IDs in file order, a batch at a time, without reading any embedding."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        for start in range(0, len(self), batch_size):
+            yield list(self._ids[start : min(start + batch_size, len(self))])
+
     def iter_batches(self, batch_size: int = 4096) -> Iterator[tuple[list[str], np.ndarray]]:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -265,8 +287,13 @@ class Hdf5Reader:
         if span <= 2 * unique.size + 1024:
             block = self._emb[first : last + 1]
             picked = block if span == unique.size else block[unique - first]
-        else:
-            picked = self._emb[unique]
+        else:  # one stored chunk at a time: a point selection over the whole file holds many at once
+            step = self._emb.chunks[0] if self._emb.chunks else len(unique)
+            picked = np.empty((unique.size, dim), dtype=np.float32)
+            bounds = np.flatnonzero(np.diff(unique // step)) + 1
+            for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [unique.size]])):
+                a, b = int(unique[lo]), int(unique[hi - 1])
+                picked[lo:hi] = self._emb[a : b + 1][unique[lo:hi] - a]
         return np.ascontiguousarray(picked[inverse], dtype=np.float32)
 
     def close(self) -> None:
