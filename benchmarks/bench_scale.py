@@ -219,7 +219,10 @@ def bench_size(target: int, workdir: Path, ratio: float, models: Path, mlp: Path
     measures: list[Measure] = []
 
     run_dir = size_dir / "predict"
-    whole = run("predict", cli("predict", str(reads), "-o", str(run_dir), "--backend", "kmer=v1", "-q", *common), 0, run_dir)
+    # --keep-embeddings: classify below reuses predict's protein embeddings (and the peak disk then includes them;
+    # without it predict keeps a few parts' worth at most)
+    whole = run("predict", cli("predict", str(reads), "-o", str(run_dir), "--backend", "kmer=v1", "-q", "--keep-embeddings",
+                               *common), 0, run_dir)
     manifest = json.loads((run_dir / "run.json").read_text())
     frames = int(manifest["counts"]["prepare"]["frames"])
     measures.append(Measure("predict", frames, whole.seconds, whole.peak_rss_mb, whole.peak_disk_mb, whole.cpu_seconds))
@@ -235,8 +238,8 @@ def bench_size(target: int, workdir: Path, ratio: float, models: Path, mlp: Path
     measures.append(run("embed nucleotide (kmer=v1)",
                         cli("embed", str(nuc_fa), "--backend", "kmer=v1", "-o", str(emb / "nucleotide.h5"), "-t", str(threads)),
                         frames, emb))
-    # the tiny ESM-2 runs at about 1,000 frames/s on one CPU core: its time is predict's embed_protein
-    # stage above; classify uses predict's protein file rather than embedding everything twice
+    # the tiny ESM-2 runs at about 1,000 frames/s on one CPU core: its time is in predict's classify
+    # stage above (embed + score per part); classify uses predict's protein file rather than embedding everything twice
     shutil.move(str(run_dir / "embeddings" / "protein.h5"), str(emb / "protein.h5"))
     cls = size_dir / "classify"
     measures.append(run("classify", cli("classify", "--nucleotide", str(emb / "nucleotide.h5"), "--protein", str(emb / "protein.h5"),
