@@ -240,3 +240,11 @@ def test_a_sitecustomize_the_launcher_shadows_still_runs(tmp_path):
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["ran", "2"]
+
+
+def test_torch_varlen_checker_refuses_a_head_dim_that_is_not_a_multiple_of_8(simcuda):
+    simcuda(devices=1, torch_varlen="2.11")
+    varlen, _ = accel.torch_varlen()
+    q, k, v, cu, longest = _packed([3, 4], head_dim=20)
+    with pytest.raises(KernelContractError, match="head_size must be a multiple of 8, got 20"):
+        varlen(q, k, v, cu, longest, 0.2)

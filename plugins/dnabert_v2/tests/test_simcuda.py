@@ -116,3 +116,23 @@ def test_embed_on_two_simulated_gpus_gives_the_cpus_numbers(tmp_path, mosaic_dir
         assert '"attention": "flash_attn_varlen"' in f.attrs["extra"]
     assert ids == [f"s{i}" for i, seq in enumerate(sequences) if seq]
     assert_within_gpu_bounds(got, want)
+
+
+@pytest.mark.parametrize("fault", ["FlashAttention only supports Ampere GPUs or newer.", "unexpected keyword argument 'alibi_slopes'"])
+def test_a_flash_attn_that_imports_but_fails_on_this_gpu_falls_back_to_sdpa(simcuda, monkeypatch, mosaic_dir, sequences, caplog,
+                                                                            fault):
+    """An importable flash-attn can still refuse the GPU (before Ampere) or predate alibi_slopes (< 2.4)."""
+    want = build(mosaic_dir).embed(sequences)
+    simcuda(devices=1, flash_attn="ok")
+
+    def refusing(*args, **kwargs):
+        raise RuntimeError(fault)
+
+    monkeypatch.setattr(sys.modules["flash_attn"], "flash_attn_varlen_func", refusing)
+    with caplog.at_level("WARNING"):
+        embedder = build(mosaic_dir, device="cuda:0", precision="bf16")
+    assert embedder.attention == SDPA and embedder.attributes["attention"] == SDPA
+    assert "flash-attn fails on cuda:0" in caplog.text and fault in caplog.text
+    assert_within_gpu_bounds(embedder.embed(sequences), want)
+    with pytest.raises(ConfigError, match="attention=flash fails on cuda:0: RuntimeError: "):
+        build(mosaic_dir, device="cuda:0", precision="bf16", attention="flash")

@@ -19,7 +19,7 @@ import numpy as np
 from virnucpro_core import accel
 from virnucpro_core.backends import PRECISIONS, EmbedderOptions, positive_setting, require_strings, torch_dtype
 from virnucpro_core.errors import BackendError, ConfigError, VirnucproError
-from virnucpro_dnabert_v2.attention import ATTENTION_CHOICES, PackedAttention, choose_attention
+from virnucpro_dnabert_v2.attention import ATTENTION_CHOICES, FLASH, SDPA, PackedAttention, choose_attention
 from virnucpro_dnabert_v2.loading import LoadedDnabert, load_dnabert
 
 log = logging.getLogger(__name__)
@@ -111,10 +111,36 @@ class DnabertV2Embedder:
         self.dim = int(self.config.hidden_size)
         from virnucpro_dnabert_v2.alibi import alibi_slopes
 
-        self._attend = PackedAttention(self.attention, alibi_slopes(self.config.num_heads), self.device, self.dtype)
+        slopes = alibi_slopes(self.config.num_heads)
+        self._attend = PackedAttention(self.attention, slopes, self.device, self.dtype)
+        self._closed = False
+        if self.attention == FLASH:
+            self._probe_flash(slopes, forced=attention == "flash")
         self.attributes: dict[str, str] = {"attention": self.attention, "precision": precision}
         log.info("dnabert=v2: %s attention, %s on %s", self.attention, precision, self.device)
-        self._closed = False
+
+    def _probe_flash(self, slopes: list[float], *, forced: bool) -> None:
+        """Run flash-attn once on two short sequences and wait for the rows; fall back to SDPA if it fails.
+
+        An importable flash-attn can still refuse this GPU (before Ampere), lack ``alibi_slopes``
+        (older than 2.4) or be built without ALiBi; those errors come from the call itself, so
+        ``auto`` moves on to SDPA (logged) and an explicit ``attention=flash`` is one line.
+        """
+        import torch
+
+        try:
+            with torch.inference_mode():
+                rows = self.embed(["ACGTACGTAC", "GATTACA"])
+            accel.synchronize(self.device)
+            if not np.isfinite(rows).all():
+                raise RuntimeError("the probe batch gave non-finite rows")
+        except Exception as exc:
+            text = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            if forced:
+                raise ConfigError(f"dnabert=v2: attention=flash fails on {self.device}: {text}; use attention=sdpa or auto") from exc
+            log.warning("dnabert=v2: flash-attn fails on %s (%s); using SDPA", self.device, text)
+            self.attention = SDPA
+            self._attend = PackedAttention(SDPA, slopes, self.device, self.dtype)
 
     @classmethod
     def from_options(cls, options: EmbedderOptions) -> DnabertV2Embedder:

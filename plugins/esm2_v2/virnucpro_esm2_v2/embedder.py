@@ -159,9 +159,12 @@ class Esm2V2Embedder:
     def probe_attention(self, name: str, *, forced: bool) -> str:
         """Run a kernel once on a two-protein batch and wait for its rows; fall back (logged) if it fails.
 
-        The rows are waited for (the copy's event on this device's stream), so a kernel
-        fault that surfaces asynchronously fails here, inside the probe, and ``auto``
-        moves on to the next implementation. Rows that are not finite count as a failure.
+        The rows are waited for (the copy's event on this device's stream), so a fault of
+        the kernel fails here, inside the probe: an error raised by the call (a GPU older
+        than Ampere, no kernel image for it, a refused argument) makes ``auto`` move on to
+        the next implementation; rows that are not finite count as a failure too. A sticky
+        CUDA fault (an illegal memory access) poisons the whole process, so then every
+        candidate fails and the message says so.
         """
         encoded = [encode(seq, i + 1, len(PROBE_PROTEINS)) for i, seq in enumerate(PROBE_PROTEINS)]
         lengths = [len(ids) for ids in encoded]

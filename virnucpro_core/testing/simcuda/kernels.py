@@ -1,6 +1,6 @@
 """Contract checkers standing in for the varlen attention kernels under the simulator.
 
-Each refuses what the real function refuses (checked against flash-attn 2.8.3's
+Each refuses what the real function refuses, or would silently get wrong (checked against flash-attn 2.8.3's
 ``flash_attn_interface.py`` and ``csrc/flash_attn/flash_api.cpp``, and torch's
 ``torch/nn/attention/varlen.py`` and ``aten/.../flash_attn/flash_api.cpp`` of 2.10,
 2.11 and 2.13), with the same signature, then computes the exact result: fp32
@@ -12,11 +12,18 @@ The real kernels' requirements enforced here:
 
 - q, k, v of shape ``(total_tokens, heads, head_dim)``, fp16 or bf16 (no fp32
   kernels), all of one dtype, the last dimension contiguous; head_dim at most 256;
-- ``cu_seqlens`` int32, one-dimensional, contiguous, starting at 0, non-decreasing,
-  ending at the token count; ``max_seqlen`` a Python int at least the longest sequence;
+- ``cu_seqlens`` int32, one-dimensional, contiguous; ``max_seqlen`` a Python int (the
+  real kernels do not check that ``cu_seqlens`` runs from 0 to the token count or that
+  ``max_seqlen`` covers the longest sequence, but leave rows uncomputed when it does not:
+  refused here);
+- torch's ``varlen_attn`` (ATen ``mha_varlen_fwd``): head_dim a multiple of 8;
 - flash-attn's ``alibi_slopes``: fp32, shape ``(heads,)`` or ``(batch, heads)``, last
   dimension contiguous; it adds ``-slope * |i - j|`` (non-causal, equal lengths);
-- torch 2.10's ``varlen_attn`` has no ``scale``; 2.11+ take it keyword-only.
+- torch 2.10's ``varlen_attn`` has no ``scale``; 2.11+ take it keyword-only (the stand-in
+  has 2.13's keyword set; only ``scale`` is used here).
+
+Stricter than the real thing in one place: flash-attn copies q/k/v whose last dimension
+is not contiguous; the checker refuses them.
 """
 
 from __future__ import annotations
@@ -142,6 +149,8 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
 
 def _torch_varlen(kernel: str, query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, causal: bool, scale):
     _check_qkv(kernel, query, key, value)
+    if query.shape[-1] % 8:  # ATen's mha_varlen_fwd does not pad, unlike flash-attn's Python wrapper
+        raise KernelContractError(f"{kernel}: head_size must be a multiple of 8, got {query.shape[-1]}")
     offsets = _check_cu(kernel, "cu_seq_q", cu_seq_q, query.shape[0], max_q)
     if cu_seq_k is None or _check_cu(kernel, "cu_seq_k", cu_seq_k, key.shape[0], max_k) != offsets:
         raise KernelContractError(f"{kernel}: the simulator supports self-attention only (cu_seq_q == cu_seq_k)")
