@@ -9,13 +9,15 @@ H. pylori tiles of ``bench_prepare.py``), enough to give about that many stop-fr
 frames at ``--model-type 300`` (one chunk per read), and then:
 
 1. ``virnucpro predict`` as a whole (``--backend kmer=v1`` for nucleotides, the tiny
-   ESM-2 of ``models init-tiny`` for proteins, a random MLP of the matching width),
-   with its stage times from ``run.json``;
+   ESM-2 of ``models init-tiny`` for proteins, a random MLP of the matching width), in its
+   default mode (no embedding files kept), with its stage times from ``run.json``, the size
+   of its results and how far its peak disk rose above them (the parts in flight);
 2. each stage alone as its own command, on the same files: ``prepare``, ``embed``
-   (nucleotide, kmer), ``classify`` (on that file and predict's protein embeddings: the
-   tiny ESM-2 runs at about 1,000 frames/s on one core, so its time is predict's
-   ``embed_protein`` stage), the report (sequence summary and viral FASTA, through
-   :mod:`virnucpro_core.report` in a child process), ``convert`` of the nucleotide
+   (nucleotide, kmer), ``classify`` (on that file and protein rows of the tiny ESM-2's
+   width: random ones, since the tiny ESM-2 embeds about 2,000 frames/s on one core and
+   its time is already in predict's classify stage; with ``--smoke`` the real ones, so that
+   the check below can compare bytes), the report (sequence summary and viral FASTA,
+   through :mod:`virnucpro_core.report` in a child process), ``convert`` of the nucleotide
    file, and ``aggregate`` of the nucleotide embeddings computed as two ``--shard`` jobs.
 
 Every command runs as its own child process; its peak RSS is that child's own high-water
@@ -209,7 +211,7 @@ write_viral_fasta(reads, out + "/sequence_summary.tsv", out + "/viral_sequences.
 """
 
 
-def bench_size(target: int, workdir: Path, ratio: float, models: Path, mlp: Path, threads: int) -> tuple[list[Measure], dict]:
+def bench_size(target: int, workdir: Path, ratio: float, models: Path, mlp: Path, threads: int, smoke: bool = False) -> tuple[list[Measure], dict]:
     size_dir = workdir / f"f{target}"
     shutil.rmtree(size_dir, ignore_errors=True)
     size_dir.mkdir(parents=True)
@@ -219,12 +221,11 @@ def bench_size(target: int, workdir: Path, ratio: float, models: Path, mlp: Path
     measures: list[Measure] = []
 
     run_dir = size_dir / "predict"
-    # --keep-embeddings: classify below reuses predict's protein embeddings (and the peak disk then includes them;
-    # without it predict keeps a few parts' worth at most)
-    whole = run("predict", cli("predict", str(reads), "-o", str(run_dir), "--backend", "kmer=v1", "-q", "--keep-embeddings",
-                               *common), 0, run_dir)
+    # the default: no embedding files are kept, so the peak disk is the results plus the parts in flight
+    whole = run("predict", cli("predict", str(reads), "-o", str(run_dir), "--backend", "kmer=v1", "-q", *common), 0, run_dir)
     manifest = json.loads((run_dir / "run.json").read_text())
     frames = int(manifest["counts"]["prepare"]["frames"])
+    final_mb = _tree_bytes(run_dir) / 2**20
     measures.append(Measure("predict", frames, whole.seconds, whole.peak_rss_mb, whole.peak_disk_mb, whole.cpu_seconds))
     stage_seconds = {name: stage.get("seconds") for name, stage in manifest["stages"].items()}
     for name, seconds in stage_seconds.items():  # inside predict: no start-up, RSS and disk only for the whole
@@ -238,9 +239,12 @@ def bench_size(target: int, workdir: Path, ratio: float, models: Path, mlp: Path
     measures.append(run("embed nucleotide (kmer=v1)",
                         cli("embed", str(nuc_fa), "--backend", "kmer=v1", "-o", str(emb / "nucleotide.h5"), "-t", str(threads)),
                         frames, emb))
-    # the tiny ESM-2 runs at about 1,000 frames/s on one CPU core: its time is in predict's classify
-    # stage above (embed + score per part); classify uses predict's protein file rather than embedding everything twice
-    shutil.move(str(run_dir / "embeddings" / "protein.h5"), str(emb / "protein.h5"))
+    if smoke:  # the tiny ESM-2's own rows, so that classify must reproduce predict's bytes
+        measures.append(run("embed protein (tiny ESM-2)", cli("embed", str(next(prep.glob("*_identified_protein.faa"))), "--backend",
+                                                              "esm2", "--models-dir", str(models), "-o", str(emb / "protein.h5"),
+                                                              "-t", str(threads)), frames, emb))
+    else:  # the tiny ESM-2 embeds ~2,000 frames/s on one core: its time is in predict's classify stage already
+        write_synthetic_embeddings(next(prep.glob("*_identified_protein.faa")), emb / "protein.h5", "protein", TINY_ESM_DIM)
     cls = size_dir / "classify"
     measures.append(run("classify", cli("classify", "--nucleotide", str(emb / "nucleotide.h5"), "--protein", str(emb / "protein.h5"),
                                         "--mlp", str(mlp), "-o", str(cls)), frames, cls))
@@ -256,9 +260,10 @@ def bench_size(target: int, workdir: Path, ratio: float, models: Path, mlp: Path
     agg = size_dir / "aggregate"
     measures.append(run("aggregate (nucleotide, 2 shards)",
                         cli("aggregate", str(shards / "0"), str(shards / "1"), "-o", str(agg / "nucleotide.h5")), frames, agg))
-    for stage_dir in (size_dir / "emb", shards, agg, conv, run_dir / "embeddings"):
+    for stage_dir in (size_dir / "emb", shards, agg, conv):
         shutil.rmtree(stage_dir, ignore_errors=True)
-    return measures, {"frames": frames, "reads": sum(1 for _ in open(tsv)) - 1, "predict_stage_seconds": stage_seconds}
+    return measures, {"frames": frames, "reads": sum(1 for _ in open(tsv)) - 1, "predict_stage_seconds": stage_seconds,
+                      "predict_final_mb": final_mb, "predict_peak_over_final_mb": whole.peak_disk_mb - final_mb}
 
 
 def bench_real_widths(workdir: Path, target: int, ratio: float, threads: int) -> list[Measure]:
@@ -321,8 +326,9 @@ def main(argv: list[str] | None = None) -> int:
         ratio = frames_per_read(workdir)
         print(f"{ratio:.3f} stop-free frames per 150 bp read (model type {MODEL_TYPE})", flush=True)
         for target in sizes:
-            measures, info = bench_size(target, workdir, ratio, models, mlp, args.threads)
-            print(f"\n{info['frames']} frames ({info['reads']} reads); predict stage seconds: {info['predict_stage_seconds']}")
+            measures, info = bench_size(target, workdir, ratio, models, mlp, args.threads, smoke=args.smoke)
+            print(f"\n{info['frames']} frames ({info['reads']} reads); predict stage seconds: {info['predict_stage_seconds']}; "
+                  f"predict's results {info['predict_final_mb']:.1f} MB, its peak disk {info['predict_peak_over_final_mb']:.1f} MB above them")
             print(table(measures), flush=True)
             results[str(target)] = {**info, "measures": [{**asdict(m), "frames_per_s": m.frames_per_s, "frames_per_cpu_s": m.frames_per_cpu_s} for m in measures]}
             if args.smoke:
