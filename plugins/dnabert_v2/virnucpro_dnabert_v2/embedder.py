@@ -7,11 +7,26 @@ sequences are sorted by token count, concatenated into batches of at most
 attention is computed within each sequence only (:mod:`virnucpro_dnabert_v2.attention`),
 so each sequence sees exactly what it saw alone. The pooled vector is the fp32 mean of
 its own rows.
+
+A CUDA out-of-memory error on a batch of several sequences lowers the token budget to
+half that batch's tokens (one warning with the old and new budget; with only
+``batch_size`` given, the failing batch's tokens stand in for the missing budget),
+releases the device's cached memory, and re-plans that batch's sequences together with
+every batch not yet run under the new budget. A batch planned under the old budget is
+thus split before it runs, never run whole (it could fail again and lower the budget a
+second time). The lowered budget stays for the rest of the run, later ``embed`` calls
+included. Rows stay in input order, one per sequence, and a sequence's row does not
+depend on its batch-mates beyond float rounding (a row of a matrix product may round
+differently with the matrix's height); after an error on the first batch, where longest
+first puts it, the batches are exactly those of a run at the lowered budget, so the rows
+are too. A single sequence that does not fit is a one-line
+:class:`~virnucpro_core.errors.BackendError`: smaller batches cannot help it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -30,6 +45,8 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_TOKENS: dict[str, int] = {"cpu": 16384, "cuda": 32768}
 #: Keys this backend reads from ``EmbedderOptions.extra`` (``--backend-option KEY=VALUE``).
 OPTION_KEYS: dict[str, str] = {"attention": f"attention path: {', '.join(ATTENTION_CHOICES)} (default auto)"}
+#: Two short sequences the flash-attn probe runs as one batch before the kernel is trusted.
+PROBE_SEQUENCES = ("ACGTACGTAC", "GATTACA")
 
 
 def plan_batches(lengths: Sequence[int], batch_tokens: int | None, batch_size: int | None) -> list[list[int]]:
@@ -114,6 +131,7 @@ class DnabertV2Embedder:
         slopes = alibi_slopes(self.config.num_heads)
         self._attend = PackedAttention(self.attention, slopes, self.device, self.dtype)
         self._closed = False
+        self.oom_retries = 0  # out-of-memory errors that lowered the budget, over the embedder's life
         if self.attention == FLASH:
             self._probe_flash(slopes, forced=attention == "flash")
         self.attributes: dict[str, str] = {"attention": self.attention, "precision": precision}
@@ -125,12 +143,14 @@ class DnabertV2Embedder:
         An importable flash-attn can still refuse this GPU (before Ampere), lack ``alibi_slopes``
         (older than 2.4) or be built without ALiBi; those errors come from the call itself, so
         ``auto`` moves on to SDPA (logged) and an explicit ``attention=flash`` is one line.
+        The probe runs its batch directly, not through :meth:`embed`: an out-of-memory error
+        there must not lower the token budget of the whole run to a few tokens.
         """
         import torch
 
         try:
             with torch.inference_mode():
-                rows = self.embed(["ACGTACGTAC", "GATTACA"])
+                rows = self._run_batch(self.tokenize(PROBE_SEQUENCES), list(range(len(PROBE_SEQUENCES))))
             accel.synchronize(self.device)
             if not np.isfinite(rows).all():
                 raise RuntimeError("the probe batch gave non-finite rows")
@@ -166,8 +186,6 @@ class DnabertV2Embedder:
         """Float32 ``(len(sequences), dim)``; row ``i`` is ``sequences[i]``'s mean embedding."""
         import torch
 
-        from virnucpro_dnabert_v2.model import segment_means
-
         if self._closed:
             raise BackendError("dnabert=v2: this embedder was closed; build a new one")
         require_strings("dnabert=v2", sequences)
@@ -177,18 +195,18 @@ class DnabertV2Embedder:
             return result
         token_ids = self.tokenize(sequences)
         lengths = [len(ids) for ids in token_ids]
+        todo = deque(self._plan(list(range(len(sequences))), lengths))
         with torch.inference_mode():
-            for batch in plan_batches(lengths, self.batch_tokens, self.batch_size):
-                batch_lengths = [lengths[i] for i in batch]
-                flat = [token for i in batch for token in token_ids[i]]
-                input_ids = accel.to_device(torch.tensor(flat, dtype=torch.long), self.device)
-                self._attend.prepare(batch_lengths)
-                hidden = self.model.encode(input_ids, self._attend)
-                counts = accel.to_device(torch.tensor(batch_lengths), self.device)
-                rows = accel.rows_to_host(segment_means(hidden, counts), self.device).wait().numpy()
-                if rows.shape != (len(batch), self.dim):
-                    raise VirnucproError(f"dnabert=v2: a batch of {len(batch)} sequences gave rows of shape {rows.shape}; "
-                                         "this is a bug, please report it")
+            while todo:
+                batch = todo.popleft()
+                try:
+                    rows = self._run_batch(token_ids, batch)
+                except accel.out_of_memory_error():
+                    rows = None  # handled below, once the failed batch's tensors are no longer referenced
+                if rows is None:
+                    self._lower_budget(batch, lengths, sequences)
+                    todo = deque(self._plan([*batch, *(i for later in todo for i in later)], lengths))
+                    continue
                 result[batch] = rows
                 written[batch] += 1
                 if progress is not None:
@@ -197,6 +215,57 @@ class DnabertV2Embedder:
             bad = int(np.flatnonzero(written != 1)[0])
             raise VirnucproError(f"dnabert=v2: sequence #{bad + 1} got {int(written[bad])} rows; this is a bug, please report it")
         return result
+
+    def _plan(self, indices: list[int], lengths: Sequence[int]) -> list[list[int]]:
+        """``indices`` (longest first, as planned) grouped into batches under the current budget.
+
+        Given every index of a call, this is :func:`plan_batches` itself; after an
+        out-of-memory error, given what is left in plan order, it gives the batches a
+        run at the lowered budget would have made, since plan order is the sort order.
+        """
+        groups = plan_batches([lengths[i] for i in indices], self.batch_tokens, self.batch_size)
+        return [[indices[j] for j in group] for group in groups]
+
+    def _run_batch(self, token_ids: Sequence[Sequence[int]], batch: list[int]) -> np.ndarray:
+        """The pooled float32 rows of the sequences ``batch`` names, packed in that order and waited for."""
+        import torch
+
+        from virnucpro_dnabert_v2.model import segment_means
+
+        batch_lengths = [len(token_ids[i]) for i in batch]
+        flat = [token for i in batch for token in token_ids[i]]
+        input_ids = accel.to_device(torch.tensor(flat, dtype=torch.long), self.device)
+        self._attend.prepare(batch_lengths)
+        hidden = self.model.encode(input_ids, self._attend)
+        counts = accel.to_device(torch.tensor(batch_lengths), self.device)
+        rows = accel.rows_to_host(segment_means(hidden, counts), self.device).wait().numpy()
+        if rows.shape != (len(batch), self.dim):
+            raise VirnucproError(f"dnabert=v2: a batch of {len(batch)} sequences gave rows of shape {rows.shape}; "
+                                 "this is a bug, please report it")
+        return rows
+
+    def _lower_budget(self, batch: list[int], lengths: Sequence[int], sequences: Sequence[str]) -> None:
+        """After an out-of-memory error on ``batch``: halve the budget, or fail if it held one sequence.
+
+        Every batch of several sequences is within the current budget (the plan closes a
+        batch before it would exceed it, and the rest is re-planned after each lowering),
+        so half its tokens is below the budget and each error makes progress. With only
+        ``batch_size`` given there is no budget yet; the failing batch's tokens are used.
+        """
+        tokens = sum(lengths[i] for i in batch)
+        if len(batch) == 1:
+            index = batch[0]
+            bases = len(sequences[index]) if self.max_length is None else min(len(sequences[index]), self.max_length)
+            raise BackendError(
+                f"dnabert=v2 ran out of memory on {self.device} with a single sequence (#{index + 1} of {len(sequences)} "
+                f"in this call: {bases} bases, {tokens} tokens); smaller batches cannot help one sequence: use a GPU with "
+                "more free memory, --device cpu, or shorter sequences (a smaller --chunk-size, or --max-length)")
+        accel.release_cache(self.device)
+        old = "none (--batch-size only)" if self.batch_tokens is None else str(self.batch_tokens)
+        self.batch_tokens = max(1, tokens // 2)
+        self.oom_retries += 1
+        log.warning("dnabert=v2: out of memory on %s with %d sequences (%d tokens); batch token budget %s -> %d "
+                    "for the rest of the run", self.device, len(batch), tokens, old, self.batch_tokens)
 
     def close(self) -> None:
         """Drop the model so its memory can be freed; further ``embed`` calls fail."""
