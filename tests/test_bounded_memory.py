@@ -6,7 +6,8 @@ HDF5 reader's chunk cache), so what is left to grow with the input is exactly wh
 exist: per-frame IDs, dictionaries, lists. The bound, :data:`BOUND_MB` over 200,000 more
 frames, is about 40 bytes a frame; the code before these changes held some 220 bytes a frame
 in ``classify`` (an ID list of each file and an ``id -> row`` dict) and about 100 bytes a
-record in ``prepare`` (the set of IDs and the length array). The smaller size is not tiny
+record in ``prepare`` (the set of IDs and the length array); ``embed``'s input check and
+``validate`` held a set or dict of every ID. The smaller size is not tiny
 because the HDF5 library's own caches (bounded: its metadata cache, the chunk cache) fill
 up over the first 100,000 or so IDs read.
 """
@@ -44,6 +45,12 @@ elif stage == "classify":
 elif stage == "merge":
     from virnucpro_core.merge import merge_files
     merge_files(folder / "nucleotide.h5", folder / "protein-shuffled.h5", folder / "out" / "merged.h5")
+elif stage == "embed-input":
+    from virnucpro_core.validate import check_embed_input
+    assert check_embed_input(folder / "reads.fa", "nucleotide", "kmer=v1", workdir=folder).records > 0
+elif stage == "validate":
+    from virnucpro_core.validate import validate_file
+    assert validate_file(folder / "reads.fa").records > 0
 elif stage == "summary":
     from virnucpro_core.report import write_sequence_summary
     (folder / "out").mkdir(exist_ok=True)
@@ -108,8 +115,22 @@ def mlp(tmp_path_factory) -> Path:
     return write_original_mlp(tmp_path_factory.mktemp("mlp") / "mlp.pth", input_dim=2 * DIM, hidden_dim=8)
 
 
-@pytest.mark.parametrize("stage", ["prepare", "classify", "merge", "summary"])
+@pytest.mark.parametrize("stage", ["prepare", "embed-input", "validate", "classify", "merge", "summary"])
 def test_peak_memory_does_not_grow_with_the_input(stage, sizes, mlp):
     extra = (str(mlp),) if stage == "classify" else ()
     small, large = (peak_mb(stage, sizes[n], *extra) for n in (SMALL, LARGE))
     assert large - small < BOUND_MB, f"{stage}: peak RSS {small:.1f} MB at {SMALL} frames, {large:.1f} MB at {LARGE}"
+
+
+def test_duplicates_are_found_in_the_order_a_reading_from_the_top_finds_them(tmp_path):
+    """Through spilled runs (3 records in memory): the count of repeats, and the IDs by second occurrence."""
+    from virnucpro_core.external_sort import SortBuffer, find_duplicates
+
+    ids = ["d", "a", "b", "a", "c", "d", "a", "e", "b", "b"]  # repeats: a (4th, 7th), d (6th), b (9th, 10th)
+    buffer = SortBuffer(None, tmp_path, max_in_memory=3)
+    buffer.extend(zip(ids, range(1, len(ids) + 1)))
+    found = find_duplicates(buffer, keep=2)
+    assert found.count == 5 and found.first == (("a", 2, 4), ("d", 1, 6))
+    assert find_duplicates(iter(sorted(zip(ids, range(1, 11)))), keep=5).first == (("a", 2, 4), ("d", 1, 6), ("b", 3, 9))
+    assert find_duplicates(iter([("x", 1), ("y", 2)])) == find_duplicates(iter([]))
+    assert find_duplicates(iter([])).count == 0 and find_duplicates(iter([])).first == ()

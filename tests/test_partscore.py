@@ -128,3 +128,37 @@ def test_prepared_files_whose_frames_differ_are_refused(tmp_path):
     protein.write_text(protein.read_text().replace(">read3_", ">readX_"))
     with pytest.raises(VirnucproError, match=r"count check failed: frame 4 is read3_chunk_1F1 in .*, readX_chunk_1F1 in"):
         plan_score_parts(nucleotide, protein, tmp_path / "s", 4)
+
+
+def test_a_raw_part_whose_middle_ids_differ_is_recomputed(tmp_path, mlp):
+    """Same first and last id, same count: only a full comparison sees the other frames."""
+    nucleotide, protein, ids = prepared(tmp_path, 300)
+    parts_dir = tmp_path / "score"
+    parts_dir.mkdir()
+    layout = Layout(300, 100)
+    features = np.random.default_rng(3).normal(size=(300, DIM)).astype(np.float32)
+    widths = {"nucleotide": [32, "n"], "protein": [32, "p"]}
+    for p in (0, 1):
+        start, end = layout.span(p)
+        part_ids = list(ids[start:end])
+        if p == 1:
+            part_ids[50] = "other_chunk_1F1"
+        write_raw(raw_path(parts_dir, p), raw_part(start, tuple(part_ids), features[start:end], layout.interior(p), mlp, "cpu", widths))
+    plan = plan_score_parts(nucleotide, protein, parts_dir, 100)
+    assert plan.reused == (0,) and plan.todo == (1, 2)
+
+
+def test_a_score_file_whose_middle_ids_differ_ends_the_finalised_prefix(tmp_path, mlp):
+    nucleotide, protein, ids = prepared(tmp_path, 1000)
+    parts_dir = tmp_path / "score"
+    parts_dir.mkdir()
+    layout = Layout(1000, 300)
+    for p in range(layout.parts):
+        lo, hi = layout.covers(p)
+        covered = list(ids[lo:hi])
+        if p == 1:
+            covered[100] = "other_chunk_1F1"
+        scores_path(parts_dir, p).write_text("".join(f"{i}\tvirus\t0.1\t0.9\n" for i in covered))
+    plan = plan_score_parts(nucleotide, protein, parts_dir, 300)
+    assert plan.finalised == 1 and plan.reused == (0,) and plan.todo == (1, 2, 3)
+    assert [scores_path(parts_dir, p).exists() for p in range(layout.parts)] == [True, False, False, False]

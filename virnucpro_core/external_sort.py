@@ -25,6 +25,7 @@ from __future__ import annotations
 import heapq
 import pickle
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
@@ -150,3 +151,37 @@ def external_sort(items: Iterable[Any], key: Callable[[Any], Any] | None, direct
         yield from buffer
     finally:
         buffer.close()
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """Repeated IDs among numbered records, as :func:`find_duplicates` finds them."""
+
+    count: int  # records whose ID an earlier record already has
+    first: tuple[tuple[str, int, int], ...]  # (id, first record, second record), earliest second record first
+
+
+def find_duplicates(numbered: Iterable[tuple[str, int]], keep: int = 1) -> Duplicates:
+    """The repeated IDs of ``(id, record number)`` pairs sorted by ID, then number (a
+    :class:`SortBuffer` with ``key=None`` gives them so): how many records repeat an
+    earlier ID, and the ``keep`` IDs whose second occurrence comes first in the input,
+    which is the order a check reading the file from the top would have found them in.
+    Holds ``keep`` IDs, whatever the number of records.
+    """
+    count = 0
+    earliest: list[tuple[int, str, int]] = []  # a heap of (-second record, id, first record): the latest on top
+    previous: str | None = None
+    first_number = 0
+    repeated = False
+    for record_id, number in numbered:
+        if record_id == previous:
+            count += 1
+            if not repeated:
+                repeated = True
+                heapq.heappush(earliest, (-number, record_id, first_number))
+                if len(earliest) > keep:
+                    heapq.heappop(earliest)
+        else:
+            previous, first_number, repeated = record_id, number, False
+    found = sorted(((record_id, first, -second) for second, record_id, first in earliest), key=lambda item: item[2])
+    return Duplicates(count, tuple(found))

@@ -349,34 +349,41 @@ def _score_ids(path: Path) -> list[str]:
 
 def plan_score_parts(nucleotide_fa: Path, protein_fa: Path, parts_dir: Path, part_size: int,
                      embedding_dirs: tuple[Path, Path] | None = None) -> ScorePlan:
-    """Read the prepared frames once (checking both files agree), then see which parts are
-    done: a score file in order from part 0, or a raw file with the part's ids. With
-    ``embedding_dirs`` a part also needs its two embedding parts."""
+    """See which parts of the prepared frames are done, comparing every id.
+
+    A part is done when its score file holds exactly the ids it covers, in order, and so do
+    those of every part before it (score files are finalised in order from part 0), or
+    when its raw file holds exactly the part's ids. With ``embedding_dirs`` a part also
+    needs its two embedding parts. The frames are read twice (once to count them, checking
+    both files agree, once for the ids), holding one part and one MLP batch of ids at a
+    time, so planning costs the same memory at any input size.
+    """
     from virnucpro_core.engine.parts import part_path
 
-    groups: list[tuple[str, str]] = []  # (first id, last id) of each part
-    total = 0
-    frames = iter_frames(nucleotide_fa, protein_fa)
-    while group := [frame[0] for frame in itertools.islice(frames, part_size)]:
-        groups.append((group[0], group[-1]))
-        total += len(group)
-    layout = Layout(total, part_size)
-    # score files: valid only as a prefix whose ids are the frames, in order
-    finalised = 0
+    layout = Layout(sum(1 for _ in iter_frames(nucleotide_fa, protein_fa)), part_size)
     ids = (frame[0] for frame in iter_frames(nucleotide_fa, protein_fa))
-    for p in range(layout.parts):
-        path = scores_path(parts_dir, p)
-        if not path.exists():
-            break
-        lo, hi = layout.covers(p)
-        if _score_ids(path) != list(itertools.islice(ids, hi - lo)):
-            log.warning("checkpoint %s does not match the input; recomputing from part %d", path, p)
-            break
-        finalised = p + 1
-    for p in range(finalised, layout.parts):
-        scores_path(parts_dir, p).unlink(missing_ok=True)
+    window: list[str] = []  # ids of rows [window_start, end of the current part)
+    window_start = 0
+    finalised = 0
     todo, reused = [], []
     for p in range(layout.parts):
+        start, end = layout.span(p)
+        window.extend(itertools.islice(ids, end - start))
+        part_ids = tuple(window[start - window_start :])
+        lo, hi = layout.covers(p)  # lo == window_start: the score files tile the rows
+        covered = window[lo - window_start : hi - window_start]
+        del window[: hi - window_start]
+        window_start = hi
+
+        path = scores_path(parts_dir, p)
+        if finalised == p and path.exists():
+            if _score_ids(path) == covered:
+                finalised = p + 1
+            else:
+                log.warning("checkpoint %s does not match the input; recomputing from part %d", path, p)
+        if p >= finalised:
+            path.unlink(missing_ok=True)
+
         has_embeddings = embedding_dirs is None or all(part_path(d, p).exists() for d in embedding_dirs)
         if p < finalised and has_embeddings:
             reused.append(p)
@@ -384,8 +391,7 @@ def plan_score_parts(nucleotide_fa: Path, protein_fa: Path, parts_dir: Path, par
         path = raw_path(parts_dir, p)
         if path.exists() and has_embeddings:
             try:
-                raw = read_raw(path)
-                if (raw.ids[0], raw.ids[-1]) == groups[p] and len(raw.ids) == layout.span(p)[1] - layout.span(p)[0]:
+                if read_raw(path).ids == part_ids:
                     reused.append(p)
                     continue
             except VirnucproError as exc:

@@ -47,7 +47,7 @@ from pathlib import Path
 from virnucpro_core.atomic import atomic_open
 from virnucpro_core.chunking import chunk_count, chunk_plan, chunk_starts
 from virnucpro_core.errors import InputError
-from virnucpro_core.external_sort import SortBuffer
+from virnucpro_core.external_sort import SortBuffer, find_duplicates
 from virnucpro_core.seqio import (
     RecordStream,
     describe_bad_character,
@@ -394,18 +394,12 @@ class _Checker:
 
     def _duplicate(self) -> InputError | None:
         """The duplicated ID whose second occurrence comes first among the records checked so far."""
-        found: tuple[str, int, int] | None = None
-        first: tuple[str, int] | None = None
-        for record_id, number in self.ids:
-            if first is not None and first[0] == record_id:
-                if found is None or number < found[2]:
-                    found = (record_id, first[1], number)
-            else:
-                first = (record_id, number)
-        if found is None:
+        found = find_duplicates(self.ids).first
+        if not found:
             return None
+        record_id, first, second = found[0]
         return InputError(
-            f"{self.name}: record ID '{found[0]}' occurs twice (records {found[1]} and {found[2]}), "
+            f"{self.name}: record ID '{record_id}' occurs twice (records {first} and {second}), "
             "which would make chunk IDs ambiguous; make the IDs unique (e.g. `seqkit rename`) and run again"
         )
 

@@ -10,10 +10,12 @@ chunk).
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from virnucpro_core.errors import InputError
+from virnucpro_core.external_sort import SortBuffer, find_duplicates
 from virnucpro_core.seqio import (
     RecordStream,
     describe_bad_character,
@@ -90,7 +92,11 @@ def _ids(ids: list[str]) -> str:
 
 
 def validate_file(path: str | Path) -> ValidationReport:
-    """Read ``path`` (FASTA/FASTQ, plain or compressed, ``-`` for stdin) and report on it."""
+    """Read ``path`` (FASTA/FASTQ, plain or compressed, ``-`` for stdin) and report on it.
+
+    Memory does not grow with the file: duplicate IDs are found by an external sort whose
+    runs spill to the temporary directory (``TMPDIR``), about 50 bytes a record.
+    """
     name = display_name(path)
     problems: list[str] = []
     warnings: list[str] = []
@@ -98,9 +104,7 @@ def validate_file(path: str | Path) -> ValidationReport:
     records = total = ambiguous = lower = short = 0
     min_len: int | None = None
     max_len: int | None = None
-    seen: set[str] = set()
-    duplicates: list[str] = []
-    dup_count = 0
+    ids = SortBuffer(None, tempfile.gettempdir())  # (id, record number): duplicates found by an external sort
     empty: list[str] = []
     empty_count = 0
     non_nuc: list[str] = []
@@ -122,11 +126,7 @@ def validate_file(path: str | Path) -> ValidationReport:
                 n = len(record.seq)
                 if record.id == "":
                     empty_id += 1
-                if record.id in seen:
-                    dup_count += 1
-                    if len(duplicates) < LIST_CAP and record.id not in duplicates:
-                        duplicates.append(record.id)
-                seen.add(record.id)
+                ids.add((record.id, records))
                 if n == 0:
                     empty_count += 1
                     if len(empty) < LIST_CAP:
@@ -161,6 +161,8 @@ def validate_file(path: str | Path) -> ValidationReport:
         problems.append(str(mixed_t_u_error(name, mixed)).removeprefix(f"{name}: "))
     elif rna:
         warnings.append(rna_warning(name, rna).removeprefix(f"{name}: "))
+    found = find_duplicates(ids, keep=LIST_CAP)
+    dup_count, duplicates = found.count, [record_id for record_id, _, _ in found.first]
     if dup_count:
         problems.append(f"{dup_count} duplicate record ID(s), e.g. {_ids(duplicates)}: chunk IDs would be ambiguous; make IDs unique")
     if non_nuc_count:
@@ -229,7 +231,16 @@ class EmbedInput:
     nucleotide_like: int = 0
 
 
-def check_embed_input(path: str | Path, modality: str, backend_key: str) -> EmbedInput:
+def _duplicate_id(name: str, ids: SortBuffer) -> InputError | None:
+    found = find_duplicates(ids).first
+    if not found:
+        return None
+    record_id, first, second = found[0]
+    return InputError(f"{name}: record ID '{record_id}' occurs twice (records {first} and {second}); "
+                      "embeddings are looked up by ID, so make the IDs unique (e.g. `seqkit rename`) and run again")
+
+
+def check_embed_input(path: str | Path, modality: str, backend_key: str, workdir: str | Path | None = None) -> EmbedInput:
     """Refuse what ``embed`` cannot embed, as ``predict`` does for its input, before any model loads.
 
     One line each for: an empty file or one without records, a duplicated ID (rows are
@@ -237,35 +248,40 @@ def check_embed_input(path: str | Path, modality: str, backend_key: str) -> Embe
     For a protein backend only a file whose every record of 20 or more residues is made
     of A, C, G, T/U and N is refused (DNA given by mistake); a few such records among
     proteins are ambiguous (``ACGT`` is also alanine, cysteine, glycine, threonine) and
-    come back in ``nucleotide_like`` for a warning.
+    come back in ``nucleotide_like`` for a warning. IDs are checked by an external sort
+    spilling to ``workdir`` (default: the temporary directory), so memory does not grow
+    with the input; the problem reported is still the first one in file order.
     """
     name = display_name(path)
-    seen: dict[str, int] = {}
+    ids = SortBuffer(None, workdir or tempfile.gettempdir())  # (id, record number): bounded memory at any size
     records = nucleotide_like = long_records = 0
     first_like: str | None = None
-    with RecordStream(path) as stream:
-        if stream.empty or stream.format is None:
-            raise InputError(f"{name} has no records; give a FASTA file with at least one sequence to embed")
-        for record in stream:
-            records += 1
-            previous = seen.setdefault(record.id, records)
-            if previous != records:
-                raise InputError(f"{name}: record ID '{record.id}' occurs twice (records {previous} and {records}); "
-                                 "embeddings are looked up by ID, so make the IDs unique (e.g. `seqkit rename`) and run again")
-            if modality == "nucleotide":
-                bad = first_non_nucleotide(record.seq)
-                if bad is not None:
-                    pos, ch = bad
-                    raise InputError(
-                        f"{name}: record '{record.id}' has {describe_bad_character(ch)} at position {pos + 1}, which is not "
-                        f"a nucleotide code, but {backend_key} embeds nucleotides ({not_nucleotide_hint(ch)}); give nucleotide "
-                        "sequences (prepare's *_identified_nucleotide.fa) or choose a protein backend"
-                    )
-            elif len(record.seq) >= MODALITY_MIN_LENGTH:
-                long_records += 1
-                if not record.seq.encode("ascii", "replace").translate(None, _NUCLEOTIDE_LETTERS):
-                    nucleotide_like += 1
-                    first_like = first_like or record.id
+    try:
+        with RecordStream(path) as stream:
+            if stream.empty or stream.format is None:
+                raise InputError(f"{name} has no records; give a FASTA file with at least one sequence to embed")
+            for record in stream:
+                records += 1
+                ids.add((record.id, records))
+                if modality == "nucleotide":
+                    bad = first_non_nucleotide(record.seq)
+                    if bad is not None:
+                        pos, ch = bad
+                        raise InputError(
+                            f"{name}: record '{record.id}' has {describe_bad_character(ch)} at position {pos + 1}, which is not "
+                            f"a nucleotide code, but {backend_key} embeds nucleotides ({not_nucleotide_hint(ch)}); give nucleotide "
+                            "sequences (prepare's *_identified_nucleotide.fa) or choose a protein backend"
+                        )
+                elif len(record.seq) >= MODALITY_MIN_LENGTH:
+                    long_records += 1
+                    if not record.seq.encode("ascii", "replace").translate(None, _NUCLEOTIDE_LETTERS):
+                        nucleotide_like += 1
+                        first_like = first_like or record.id
+    except InputError as exc:  # a duplicated ID before the problem (or in its record) was the first problem
+        raise _duplicate_id(name, ids) or exc from None
+    duplicate = _duplicate_id(name, ids)
+    if duplicate is not None:
+        raise duplicate
     if records == 0:
         raise InputError(f"{name} has no records; give a FASTA file with at least one sequence to embed")
     if long_records and nucleotide_like == long_records:

@@ -123,7 +123,9 @@ def _embed(input_path: Path, output: Path, backend_spec: str, model: str | None,
     reason = backend.unavailable_reason()
     if reason:
         raise BackendError(f"backend {backend.describe()} cannot run here: {reason}; choose another with --backend (see `virnucpro backends`)")
-    found = check_embed_input(input_path, backend.modality, backend.key)  # bad input: one line, before any model loads
+    # bad input: one line, before any model loads; the ID check's sort spills (anonymous files) where the output goes
+    spill = next(folder for folder in (output.absolute(), *output.absolute().parents) if folder.is_dir())
+    found = check_embed_input(input_path, backend.modality, backend.key, workdir=spill)
     if found.nucleotide_like:
         log.warning("%s: %d of %d records look like DNA (only A, C, G, T/U, N), but %s embeds proteins; "
                     "check that this is the protein file", input_path, found.nucleotide_like, found.records, backend.key)

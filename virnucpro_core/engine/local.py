@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable, Mapping
 from virnucpro_core import accel
 from virnucpro_core.backends import Backend
 from virnucpro_core.engine.failures import EngineRun, PartFailed, WorkerStats, error_summary
+from virnucpro_core.engine.readahead import read_ahead
 from virnucpro_core.engine.work import PartJob, PartWork
 from virnucpro_core.errors import VirnucproError
 from virnucpro_core.logs import FILE_ONLY
@@ -22,6 +23,9 @@ def run_local(tasks: Iterable[Any], job: PartJob, *, backends: Mapping[str, Back
               where: str | None = None) -> EngineRun:
     """Compute ``tasks`` of ``job`` here; the models are loaded only if there is a part to compute.
 
+    The next task is read while this one is computed (:func:`~virnucpro_core.engine.readahead.read_ahead`),
+    so the device does not wait for the input between parts.
+
     A CUDA device is bound first (``torch.cuda.set_device``), as each worker binds its
     own, so that nothing implicit of the backend's lands on ``cuda:0`` when the user
     named ``cuda:1``, in one process and in every torchrun rank.
@@ -33,8 +37,9 @@ def run_local(tasks: Iterable[Any], job: PartJob, *, backends: Mapping[str, Back
     computed = sequences = 0
     start = time.monotonic()
     label = where or f"embedding on {job.device}"
+    ahead = read_ahead(tasks)
     try:
-        for task in tasks:
+        for task in ahead:
             if work is None:
                 accel.bind(job.device)  # as each worker binds its own: in one process, and in each torchrun rank
                 log.info("loading %s", job.describe())
@@ -58,6 +63,7 @@ def run_local(tasks: Iterable[Any], job: PartJob, *, backends: Mapping[str, Back
             sequences += len(task.ids)
             on_part(task)
     finally:
+        ahead.close()  # stops the reading thread now, also on an error or a stop
         if work is not None:
             work.close()
     if work is None:

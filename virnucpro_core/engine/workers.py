@@ -9,6 +9,11 @@ process is the queue: it hands the next part to whichever worker asks, so a fast
 device takes more parts. Each worker has its own pipe; a worker killed mid-message
 cannot corrupt a lock the others need.
 
+A worker holds :data:`IN_FLIGHT` parts: the one it computes and the next, which a thread
+of the worker has already received (:class:`_Inbox`). So the main process reads, pickles
+and sends a part, and finalises the scores of the one before, while the device computes,
+and a worker starts its next part the moment it finishes one.
+
 Fail-fast: a worker that raises reports the error and exits; one that dies without a
 word (kill -9, the OOM killer, a segfault) is seen through its process sentinel within
 a second. Either way the others are killed, finished parts stay for ``--resume``, and
@@ -20,10 +25,13 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import signal
+import threading
 import time
 import traceback
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from queue import SimpleQueue
 from typing import Any, Callable, Iterable, Iterator
 
 from virnucpro_core import accel
@@ -38,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: how often the main process looks at its workers when no message arrives (seconds)
 POLL_SECONDS = 0.5
+#: parts a worker holds at once: the one it computes and the next, already received
+IN_FLIGHT = 2
 
 
 @dataclass(frozen=True)
@@ -75,12 +85,12 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
             torch.set_num_threads(spec.threads)
         accel.bind(spec.device)  # anything implicit (events, streams, handles) lands on the device named too
         work = spec.job.open()
+        inbox = _Inbox(conn)  # receives the next part while this one is computed
         conn.send(("ready", work.dim, work.model_id))
         try:
             while True:
-                try:
-                    task = conn.recv()
-                except EOFError:  # the main process is gone
+                task = inbox.get()
+                if task is _Inbox.GONE:  # the main process is gone
                     return
                 if task is None:
                     break
@@ -100,6 +110,38 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     conn.send(("exit",))
 
 
+class _Inbox:
+    """The worker's side of the pipe, read by a thread: parts arrive while the device is busy.
+
+    Without it the main process could not send the next part before the worker asked
+    for it (a pipe holds 64 KB; a part of 10,000 frames pickles to a few MB, so the
+    send would block the main process until the worker read it). The thread only
+    receives; the worker's own thread sends (progress, done), so each direction of the
+    pipe has one user.
+    """
+
+    GONE = object()
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._items: SimpleQueue = SimpleQueue()
+        threading.Thread(target=self._receive, name="virnucpro-inbox", daemon=True).start()
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                item = self._conn.recv()
+            except (EOFError, OSError):
+                self._items.put(self.GONE)
+                return
+            self._items.put(item)
+            if item is None:  # no more parts
+                return
+
+    def get(self) -> Any:
+        return self._items.get()
+
+
 # -- the main process ----------------------------------------------------------------
 
 
@@ -108,7 +150,7 @@ class _Worker:
     spec: WorkerSpec
     process: Any
     conn: Connection
-    task: PartTask | None = None
+    tasks: deque = field(default_factory=deque)  # sent and not done, oldest (the one computing) first
     ready: bool = False
     stopping: bool = False
     dim: int | None = None
@@ -221,25 +263,27 @@ def _handle(worker: _Worker, message: tuple, queue: _Queue, on_progress: Callabl
         worker.ready, worker.dim, worker.model = True, message[1], message[2]
         worker.startup_seconds = time.monotonic() - started
     elif kind == "done":
-        assert worker.task is not None and worker.task.index == message[1], "a worker reported a part it was not given"
+        assert worker.tasks and worker.tasks[0].index == message[1], "a worker reported a part it was not given"
         worker.parts += 1
         worker.sequences += message[2]
         worker.busy_seconds += message[3]
-        on_part(worker.task)
-        worker.task = None
-    worker.task = queue.pop()
-    if worker.task is None:
-        worker.stopping = True
-    try:
-        worker.conn.send(worker.task)
-    except OSError:  # it died between asking and receiving
-        worker.process.join(timeout=5)
-        raise _died(worker) from None
+        on_part(worker.tasks.popleft())
+    while not worker.stopping and len(worker.tasks) < IN_FLIGHT:
+        task = queue.pop()
+        if task is None:
+            worker.stopping = True
+        else:
+            worker.tasks.append(task)
+        try:
+            worker.conn.send(task)
+        except OSError:  # it died between asking and receiving
+            worker.process.join(timeout=5)
+            raise _died(worker) from None
     return False
 
 
 def _died(worker: _Worker) -> PartFailed:
-    where = f"on records {worker.task.records}" if worker.task is not None else "before its first part"
+    where = f"on records {worker.tasks[0].records}" if worker.tasks else "before its first part"
     message = f"{worker.spec.label} {death_summary(worker.process.exitcode)} {where}"
     if worker.spec.device.startswith("cuda"):
         message += "; if it ran out of memory, lower --batch-tokens/--batch-size"
