@@ -33,7 +33,7 @@ def run_job(job: PartJob, todo: tuple[int, ...], backends: Mapping[str, Backend]
         from virnucpro_core.engine.workers import run_workers
 
         return run_workers(tasks, job, engine.devices, threads=engine.worker_threads(),
-                           on_progress=on_progress, on_part=on_part, log_level=engine.log_level)
+                           on_progress=on_progress, on_part=on_part, log_level=engine.log_level, count=len(todo))
     from virnucpro_core.engine.local import run_local
 
     return run_local(tasks, job, backends=backends, on_progress=on_progress, on_part=on_part)

@@ -122,6 +122,12 @@ class _Inbox:
 
     GONE = object()
 
+    class Unreadable:
+        """What could not be received (not a pickle, out of memory while unpickling a part)."""
+
+        def __init__(self, exc: BaseException) -> None:
+            self.exc = exc
+
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._items: SimpleQueue = SimpleQueue()
@@ -134,12 +140,18 @@ class _Inbox:
             except (EOFError, OSError):
                 self._items.put(self.GONE)
                 return
+            except BaseException as exc:  # the worker's thread raises it, and reports it: a dead inbox would hang it
+                self._items.put(self.Unreadable(exc))
+                return
             self._items.put(item)
             if item is None:  # no more parts
                 return
 
     def get(self) -> Any:
-        return self._items.get()
+        item = self._items.get()
+        if isinstance(item, self.Unreadable):
+            raise RuntimeError(f"the next part could not be received from the main process: {item.exc!r}") from item.exc
+        return item
 
 
 # -- the main process ----------------------------------------------------------------
@@ -163,13 +175,14 @@ class _Worker:
 
 def run_workers(tasks: Iterable[PartTask], job: PartJob, devices: tuple[str, ...], *,
                 threads: int | None, on_progress: Callable[[int], None], on_part: Callable[[PartTask], None],
-                log_level: int = logging.WARNING) -> EngineRun:
-    """Compute ``tasks`` of ``job`` on one worker process per device; see the module docstring."""
+                log_level: int = logging.WARNING, count: int | None = None) -> EngineRun:
+    """Compute ``tasks`` of ``job`` (``count`` of them, when known) on one worker process per
+    device; see the module docstring."""
     pending: Iterator[PartTask] = iter(tasks)
     first = next(pending, None)
     if first is None:
         return EngineRun(None, None, 0)
-    queue = _Queue(first, pending)
+    queue = _Queue(first, pending, count, len(devices))
     ctx = multiprocessing.get_context("spawn")
     workers: list[_Worker] = []
     started = time.monotonic()
@@ -198,17 +211,31 @@ def run_workers(tasks: Iterable[PartTask], job: PartJob, devices: tuple[str, ...
 
 
 class _Queue:
-    """The parts not yet handed out, read lazily from the input."""
+    """The parts not yet handed out, read lazily from the input.
 
-    def __init__(self, first: PartTask, rest: Iterator[PartTask]) -> None:
+    ``count`` (all the parts, when known) and ``workers`` decide when a worker may take a
+    part ahead: only while every other worker could still get one, so the last parts go
+    one at a time to whichever worker is free (8 parts on 8 GPUs: one each, not two each
+    on four of them).
+    """
+
+    def __init__(self, first: PartTask, rest: Iterator[PartTask], count: int | None = None, workers: int = 1) -> None:
         self._next: PartTask | None = first
         self._rest = rest
+        self._left = count
+        self._workers = workers
 
     def pop(self) -> PartTask | None:
         task, self._next = self._next, None
         if task is None:
             task = next(self._rest, None)
+        if task is not None and self._left is not None:
+            self._left -= 1
         return task
+
+    def may_take_ahead(self) -> bool:
+        """Whether a worker that has a part may take another now (or learn that none are left)."""
+        return self._left is None or self._left == 0 or self._left >= self._workers
 
 
 def _drive(workers: list[_Worker], queue: _Queue, on_progress: Callable[[int], None],
@@ -233,7 +260,7 @@ def _drive(workers: list[_Worker], queue: _Queue, on_progress: Callable[[int], N
             worker = by_sentinel.get(obj)
             if worker is not None and worker.conn in live:
                 worker.process.join(timeout=1)
-                if not worker.stopping or worker.process.exitcode != 0:
+                if not worker.stopping or worker.tasks or worker.process.exitcode != 0:
                     raise _died(worker)
                 del live[worker.conn]
 
@@ -253,10 +280,7 @@ def _handle(worker: _Worker, message: tuple, queue: _Queue, on_progress: Callabl
         on_progress(message[1])
         return False
     if kind == "failed":
-        records, summary, details = message[1], message[2], message[3]
-        where = f"failed on records {records}" if records else "failed before its first part (loading the model)"
-        log.error("%s %s:\n%s", worker.spec.label, where, details, extra=FILE_ONLY)
-        raise PartFailed(f"{worker.spec.label} {where}: {summary}", details)
+        raise _failed(worker, message)
     if kind == "exit":
         return True
     if kind == "ready":
@@ -268,7 +292,7 @@ def _handle(worker: _Worker, message: tuple, queue: _Queue, on_progress: Callabl
         worker.sequences += message[2]
         worker.busy_seconds += message[3]
         on_part(worker.tasks.popleft())
-    while not worker.stopping and len(worker.tasks) < IN_FLIGHT:
+    while not worker.stopping and len(worker.tasks) < IN_FLIGHT and (not worker.tasks or queue.may_take_ahead()):
         task = queue.pop()
         if task is None:
             worker.stopping = True
@@ -276,10 +300,28 @@ def _handle(worker: _Worker, message: tuple, queue: _Queue, on_progress: Callabl
             worker.tasks.append(task)
         try:
             worker.conn.send(task)
-        except OSError:  # it died between asking and receiving
+        except OSError:  # it exited between asking and receiving: with its error, if it sent one
+            while _poll(worker.conn):
+                try:
+                    waiting = worker.conn.recv()
+                except (EOFError, OSError):
+                    break
+                if waiting[0] == "failed":
+                    raise _failed(worker, waiting) from None
             worker.process.join(timeout=5)
             raise _died(worker) from None
     return False
+
+
+def _failed(worker: _Worker, message: tuple) -> PartFailed:
+    """The error a worker reported: ``("failed", records or None, summary, traceback)``."""
+    records, summary, details = message[1], message[2], message[3]
+    if records:
+        where = f"failed on records {records}"
+    else:
+        where = "failed between parts" if worker.ready else "failed before its first part (loading the model)"
+    log.error("%s %s:\n%s", worker.spec.label, where, details, extra=FILE_ONLY)
+    return PartFailed(f"{worker.spec.label} {where}: {summary}", details)
 
 
 def _died(worker: _Worker) -> PartFailed:
