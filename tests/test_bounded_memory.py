@@ -51,6 +51,10 @@ elif stage == "embed-input":
 elif stage == "validate":
     from virnucpro_core.validate import validate_file
     assert validate_file(folder / "reads.fa").records > 0
+elif stage == "plan":
+    from virnucpro_core.partscore import plan_score_parts
+    (folder / "score").mkdir(exist_ok=True)
+    assert plan_score_parts(folder / "frames.fa", folder / "frames.faa", folder / "score", 10_000).layout.total > 0
 elif stage == "summary":
     from virnucpro_core.report import write_sequence_summary
     (folder / "out").mkdir(exist_ok=True)
@@ -94,6 +98,9 @@ def make_inputs(folder: Path, frames: int) -> Path:
     with open(folder / "predictions.txt", "w") as out:
         out.write("Sequence_ID\tPrediction\tscore1\tscore2\n")
         out.write("".join(f"{sid}\t{'virus' if s < 0.5 else 'others'}\t{s}\t{np.float32(1 - s)}\n" for sid, s in zip(ids, scores)))
+    with open(folder / "frames.fa", "w") as nucleotide, open(folder / "frames.faa", "w") as protein:  # prepared frames
+        nucleotide.write("".join(f">{sid}\nACGTACGTACGT\n" for sid in ids))
+        protein.write("".join(f">{sid}\nTYVR\n" for sid in ids))
     write_h5(folder / "nucleotide.h5", "nucleotide", ids, 1)
     write_h5(folder / "protein.h5", "protein", ids, 2)
     shuffled = list(ids)
@@ -115,7 +122,7 @@ def mlp(tmp_path_factory) -> Path:
     return write_original_mlp(tmp_path_factory.mktemp("mlp") / "mlp.pth", input_dim=2 * DIM, hidden_dim=8)
 
 
-@pytest.mark.parametrize("stage", ["prepare", "embed-input", "validate", "classify", "merge", "summary"])
+@pytest.mark.parametrize("stage", ["prepare", "embed-input", "validate", "plan", "classify", "merge", "summary"])
 def test_peak_memory_does_not_grow_with_the_input(stage, sizes, mlp):
     extra = (str(mlp),) if stage == "classify" else ()
     small, large = (peak_mb(stage, sizes[n], *extra) for n in (SMALL, LARGE))
